@@ -1,0 +1,392 @@
+"""Posterior queries, computed exactly from hyper-parameter draws.
+
+Given one draw of a pattern's hyper-parameters (pi, a, b), the posterior of p for a
+cell with k successes in n rollouts is a point mass at zero with weight w plus
+Beta(a + k, b + n - k) (see ``closed_form``). Every query below evaluates those
+closed forms per (draw, pattern), summarises over draws, and broadcasts the result
+to cells. Nothing is ever held per cell x draw: patterns are processed in chunks so
+that at most ``MAX_ELEMENTS`` draw x pattern values exist at a time.
+
+The models supply a :class:`PatternPosterior`: the draws of (pi, a, b) for any
+subset of patterns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.special import logsumexp
+
+from bayes_regimes import closed_form as cf
+
+CI_PROB = 0.89
+MAX_ELEMENTS = 2_000_000
+PASS_AT_K_KINDS = ("fresh_run", "solved_after_more", "new_problem")
+
+
+@dataclass(frozen=True)
+class PatternPosterior:
+    """Hyper-parameter draws per sufficient-statistic pattern.
+
+    Attributes
+    ----------
+    n, k, count, stratum : numpy.ndarray
+        Per pattern: rollouts, successes, number of cells, stratum index.
+    hyper : callable
+        ``hyper(idx) -> (pi, a, b)``, each of shape (draws, len(idx)).
+    population : callable
+        ``population() -> (pi, a, b)``, each of shape (draws, n_strata): the
+        stratum-level prior of a new problem.
+    strata : list of str
+        Stratum labels.
+    """
+
+    n: np.ndarray
+    k: np.ndarray
+    count: np.ndarray
+    stratum: np.ndarray
+    hyper: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    population: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    strata: list[str]
+    n_draws: int
+
+    def chunks(self, idx: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Pattern indices in chunks that keep draws x chunk <= MAX_ELEMENTS."""
+        idx = np.arange(len(self.n)) if idx is None else np.asarray(idx)
+        step = max(1, MAX_ELEMENTS // max(self.n_draws, 1))
+        for start in range(0, len(idx), step):
+            yield idx[start : start + step]
+
+
+def _bounds(ci_prob: float) -> tuple[float, float]:
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"ci_prob must be in (0, 1), got {ci_prob}")
+    return (1 - ci_prob) / 2, (1 + ci_prob) / 2
+
+
+def pattern_regimes(
+    post: PatternPosterior,
+    epsilon: float,
+    *,
+    ci_prob: float = CI_PROB,
+    random_seed: int | None = 0,
+) -> pd.DataFrame:
+    """Per-pattern posterior summaries of p.
+
+    Columns: ``p_mean`` (exact), ``p_low``/``p_high`` (equal-tailed interval of the
+    marginal posterior of p, from one exact posterior draw of p per hyper-parameter
+    draw), ``p_zero`` (mass of the point at zero), ``p_structural`` = P(p < epsilon),
+    and ``p_fail_budget`` = P(no success in 1/epsilon more attempts).
+    """
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+    lo, hi = _bounds(ci_prob)
+    budget = np.ceil(1.0 / epsilon)
+    rng = np.random.default_rng(random_seed)
+    out = {
+        c: np.empty(len(post.n))
+        for c in ("p_mean", "p_low", "p_high", "p_zero", "p_structural", "p_fail_budget")
+    }
+    for idx in post.chunks():
+        pi, a, b = post.hyper(idx)
+        n, k = post.n[idx], post.k[idx]
+        w = np.exp(cf.log_structural_weight(k, n, pi, a, b))
+        out["p_zero"][idx] = w.mean(axis=0)
+        out["p_mean"][idx] = cf.posterior_mean_p(k, n, pi, a, b).mean(axis=0)
+        out["p_structural"][idx] = cf.prob_below(epsilon, k, n, pi, a, b).mean(axis=0)
+        out["p_fail_budget"][idx] = 1 - cf.expected_gain(k, n, budget, pi, a, b).mean(axis=0)
+        # One exact draw of p per hyper-parameter draw: point mass or the Beta slab.
+        p = rng.beta(a + k, b + n - k)
+        p = np.where(rng.random(p.shape) < w, 0.0, p)
+        q = np.quantile(p, [lo, hi], axis=0)
+        out["p_low"][idx], out["p_high"][idx] = q[0], q[1]
+    return pd.DataFrame(out)
+
+
+def label_regimes(k: np.ndarray, p_structural: np.ndarray, threshold: float) -> np.ndarray:
+    """Regime labels: solved (k > 0), structural, recoverable or uncertain.
+
+    A failure is *structural* when P(p < epsilon) >= threshold, *recoverable* when
+    P(p >= epsilon) >= threshold, and *uncertain* otherwise.
+    """
+    if not 0.5 < threshold < 1:
+        raise ValueError(f"threshold must be in (0.5, 1), got {threshold}")
+    return np.select(
+        [k > 0, p_structural >= threshold, p_structural <= 1 - threshold],
+        ["solved", "structural", "recoverable"],
+        "uncertain",
+    ).astype(object)
+
+
+def gain_draws(post: PatternPosterior, idx: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Conditional gain G(m | theta) per draw for patterns ``idx``: (draws, len(idx))."""
+    pi, a, b = post.hyper(idx)
+    return cf.expected_gain(post.k[idx], post.n[idx], m, pi, a, b)
+
+
+def pattern_gain(
+    post: PatternPosterior, pairs_pattern: np.ndarray, pairs_m: np.ndarray, ci_prob: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and interval over draws of G(m) for (pattern, m) pairs."""
+    lo, hi = _bounds(ci_prob)
+    mean = np.empty(len(pairs_pattern))
+    low, high = np.empty_like(mean), np.empty_like(mean)
+    for sel in post.chunks(np.arange(len(pairs_pattern))):
+        g = gain_draws(post, pairs_pattern[sel], pairs_m[sel])
+        mean[sel] = g.mean(axis=0)
+        q = np.quantile(g, [lo, hi], axis=0)
+        low[sel], high[sel] = q[0], q[1]
+    return mean, low, high
+
+
+def pattern_gain_draws(
+    post: PatternPosterior, pairs_pattern: np.ndarray, pairs_m: np.ndarray
+) -> np.ndarray:
+    """G(m) per draw for (pattern, m) pairs, shape (draws, pairs)."""
+    return gain_draws(post, pairs_pattern, pairs_m)
+
+
+def _stratum_average(post: PatternPosterior, values: Callable[[np.ndarray], np.ndarray]):
+    """Per draw, the cell-weighted mean over each stratum's patterns: (draws, strata)."""
+    n_strata = len(post.strata)
+    total = np.zeros((post.n_draws, n_strata))
+    cells = np.bincount(post.stratum, weights=post.count, minlength=n_strata)
+    for idx in post.chunks():
+        v = values(idx) * post.count[idx]
+        # Sum the chunk's weighted values into their strata.
+        onehot = post.stratum[idx][:, None] == np.arange(n_strata)[None, :]
+        total += v @ onehot
+    return total / cells
+
+
+def pass_at_k_draws(post: PatternPosterior, k: int, kind: str) -> np.ndarray:
+    """Per-draw pass@k of one ``kind`` per stratum, shape (draws, strata).
+
+    kinds
+    -----
+    fresh_run
+        Expected fraction of these problems solved by a fresh run of k attempts.
+    solved_after_more
+        Fraction of these problems solved after k more attempts (solved cells stay
+        solved).
+    new_problem
+        pass@k of a new problem from the stratum's population.
+    """
+    if kind == "new_problem":
+        pi, a, b = post.population()
+        return cf.pass_at_k_new_problem(k, pi, a, b)
+    if kind == "fresh_run":
+        return _stratum_average(post, lambda idx: gain_draws(post, idx, np.full(len(idx), k)))
+    if kind == "solved_after_more":
+
+        def solved(idx):
+            g = gain_draws(post, idx, np.full(len(idx), k))
+            return np.where(post.k[idx] > 0, 1.0, g)
+
+        return _stratum_average(post, solved)
+    raise ValueError(f"unknown pass@k kind {kind!r}; choose from {', '.join(PASS_AT_K_KINDS)}")
+
+
+def coverage_draws(post: PatternPosterior) -> tuple[np.ndarray, np.ndarray]:
+    """Per-draw coverage ceilings: benchmark (mean 1 - w) and population (1 - pi)."""
+
+    def not_structural(idx):
+        pi, a, b = post.hyper(idx)
+        return 1.0 - np.exp(cf.log_structural_weight(post.k[idx], post.n[idx], pi, a, b))
+
+    pi, _, _ = post.population()
+    return _stratum_average(post, not_structural), 1.0 - pi
+
+
+def summarise_draws(draws: np.ndarray, ci_prob: float) -> tuple[np.ndarray, ...]:
+    """Mean, low, high over axis 0."""
+    lo, hi = _bounds(ci_prob)
+    q = np.quantile(draws, [lo, hi], axis=0)
+    return draws.mean(axis=0), q[0], q[1]
+
+
+def mean_log_delta(post: PatternPosterior) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """log of the posterior-mean marginal gain of the j-th extra rollout per pattern.
+
+    Averaging over draws happens before allocation (the average of concave gain
+    curves is concave), as in math.md.
+    """
+    log_s = np.log(post.n_draws)
+
+    def log_delta(items: np.ndarray, j: np.ndarray) -> np.ndarray:
+        items = np.asarray(items)
+        j = np.asarray(j)
+        out = np.empty(len(items))
+        for sel in post.chunks(np.arange(len(items))):
+            pi, a, b = post.hyper(items[sel])
+            ld = cf.log_marginal_gain(post.k[items[sel]], post.n[items[sel]], j[sel], pi, a, b)
+            out[sel] = logsumexp(ld, axis=0) - log_s
+        return out
+
+    return log_delta
+
+
+def to_dataarray(draws: np.ndarray, n_chains: int, cells: pd.DataFrame, name: str) -> xr.DataArray:
+    """Wrap (samples, cell) values as a DataArray with dims (chain, draw, cell)."""
+    n_draws = draws.shape[0] // n_chains
+    return xr.DataArray(
+        draws.reshape(n_chains, n_draws, draws.shape[1]),
+        dims=("chain", "draw", "cell"),
+        coords={
+            "chain": np.arange(n_chains),
+            "draw": np.arange(n_draws),
+            "cell": np.arange(draws.shape[1]),
+            "problem": ("cell", cells["problem"].to_numpy()),
+            "group": ("cell", cells["group"].to_numpy()),
+            "condition": ("cell", cells["condition"].to_numpy()),
+        },
+        name=name,
+    )
+
+
+def _k_bins(n: int) -> np.ndarray:
+    """Edges of k bins for the PPC: every k for small n, else 0, 1, then geometric."""
+    if n <= 20:
+        return np.arange(n + 2)
+    inner = np.unique(np.round(np.geomspace(2, n, 10)).astype(int))
+    return np.unique(np.concatenate([[0, 1], inner[inner < n], [n, n + 1]]))
+
+
+def ppc_table(
+    post: PatternPosterior,
+    *,
+    max_draws: int = 400,
+    ci_prob: float = CI_PROB,
+    random_seed: int | None = 0,
+) -> pd.DataFrame:
+    """Posterior predictive check of the distribution of k, per (stratum, n).
+
+    For every stratum and distinct n, the observed number of cells in each k bin
+    against the posterior predictive number (mean and interval of a multinomial
+    replicate per draw, from the exact marginal pmf of k).
+    """
+    rng = np.random.default_rng(random_seed)
+    lo, hi = _bounds(ci_prob)
+    draws = rng.choice(post.n_draws, size=min(max_draws, post.n_draws), replace=False)
+    pi_all, a_all, b_all = post.population()
+    frame = pd.DataFrame({"s": post.stratum, "n": post.n, "k": post.k, "c": post.count})
+    rows = []
+    for (s, n), sub in frame.groupby(["s", "n"], sort=True):
+        n = int(n)
+        edges = _k_bins(n)
+        total = int(sub["c"].sum())
+        obs = np.histogram(sub["k"], bins=edges, weights=sub["c"])[0]
+        kk = np.arange(n + 1)
+        logp = cf.zibb_logpmf(
+            kk[None, :], n, pi_all[draws, s, None], a_all[draws, s, None], b_all[draws, s, None]
+        )
+        pmf = np.exp(logp)
+        pmf_bins = np.add.reduceat(pmf, edges[:-1], axis=1)
+        pmf_bins = np.clip(pmf_bins / pmf_bins.sum(axis=1, keepdims=True), 0, 1)
+        reps = np.stack([rng.multinomial(total, p) for p in pmf_bins])
+        for j in range(len(edges) - 1):
+            k_lo, k_hi = int(edges[j]), int(edges[j + 1] - 1)
+            label = str(k_lo) if k_lo == k_hi else f"{k_lo}-{k_hi}"
+            qs = np.quantile(reps[:, j], [lo, hi])
+            rows.append(
+                (
+                    post.strata[s],
+                    n,
+                    label,
+                    k_lo,
+                    k_hi,
+                    int(obs[j]),
+                    float(total * pmf_bins[:, j].mean()),
+                    float(qs[0]),
+                    float(qs[1]),
+                )
+            )
+    return pd.DataFrame(
+        rows, columns=["group", "n", "bin", "k_lo", "k_hi", "observed", "mean", "low", "high"]
+    )
+
+
+def _cell_costs(cost, n_cells: int) -> np.ndarray:
+    if cost is None:
+        return np.ones(n_cells, dtype=np.int64)
+    values = cost.to_numpy() if isinstance(cost, pd.Series) else np.asarray(cost)
+    values = np.full(n_cells, values) if values.ndim == 0 else values
+    if values.shape != (n_cells,):
+        raise ValueError(f"cost must be a scalar or have one value per cell ({n_cells})")
+    if not np.all(np.isfinite(values)) or np.any(values < 1) or np.any(values != np.round(values)):
+        raise ValueError("cost must hold integers >= 1 (cost of one rollout)")
+    return values.astype(np.int64)
+
+
+def allocate_budget(
+    post: PatternPosterior,
+    cell_pattern: np.ndarray,
+    budget: int,
+    cost=None,
+    *,
+    exact_limit: int = 2_000_000,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Optimal extra rollouts per cell, maximising the expected newly solved problems.
+
+    Only failed cells (k = 0) take part: more successes on a solved problem solve
+    nothing new. Unit costs use the exact greedy; unequal costs use exact dynamic
+    programming when ``budget x failed cells <= exact_limit``, else greedy by
+    gain / cost with its bound (returned in the info dict).
+
+    Returns
+    -------
+    extra, gain : numpy.ndarray
+        Per cell: extra rollouts and the posterior-mean gain G(extra).
+    info : dict
+        method, objective, spent, unspent, bound.
+    """
+    from bayes_regimes import allocation as al
+
+    if isinstance(budget, bool) or int(budget) != budget or budget < 0:
+        raise ValueError(f"budget must be a non-negative integer, got {budget!r}")
+    budget = int(budget)
+    n_cells = len(cell_pattern)
+    costs = _cell_costs(cost, n_cells)
+    failed = np.flatnonzero(post.k[cell_pattern] == 0)
+    log_delta = mean_log_delta(post)
+    extra = np.zeros(n_cells, dtype=np.int64)
+    info: dict = {"bound": 0.0}
+    if cost is None or np.all(costs == 1):
+        items, cell_item = np.unique(cell_pattern[failed], return_inverse=True)
+        counts = np.bincount(cell_item, minlength=len(items))
+        totals = al.allocate_greedy(lambda i, j: log_delta(items[i], j), counts, budget)
+        extra[failed] = al.split_among_cells(totals, cell_item)
+        info["method"] = "greedy (exact for unit costs)"
+    elif budget * len(failed) <= exact_limit:
+        curves = []
+        for c in failed:
+            steps = np.arange(1, budget // costs[c] + 1)
+            d = np.exp(log_delta(np.full(steps.size, cell_pattern[c]), steps))
+            curves.append(np.concatenate([[0.0], np.cumsum(d)]))
+        res = al.allocate_knapsack(curves, costs[failed], budget)
+        extra[failed] = res.extra
+        info.update(method="dynamic programming (exact)", bound=res.bound)
+    else:
+        keys = np.stack([cell_pattern[failed], costs[failed]])
+        uniq, cell_item = np.unique(keys, axis=1, return_inverse=True)
+        cell_item = cell_item.ravel()
+        counts = np.bincount(cell_item, minlength=uniq.shape[1])
+        res = al.allocate_greedy_cost(
+            lambda i, j: log_delta(uniq[0, i], j), uniq[1], budget, counts=counts
+        )
+        extra[failed] = al.split_among_cells(res.extra, cell_item)
+        info.update(method="greedy by gain/cost (bounded)", bound=res.bound)
+    gain = np.zeros(n_cells)
+    if failed.size:
+        pairs, inv = np.unique(
+            np.stack([cell_pattern[failed], extra[failed]]), axis=1, return_inverse=True
+        )
+        mean, _, _ = pattern_gain(post, pairs[0], pairs[1], CI_PROB)
+        gain[failed] = mean[inv.ravel()]
+    spent = int((extra * costs).sum())
+    info.update(objective=float(gain.sum()), spent=spent, unspent=budget - spent)
+    return extra, gain, info

@@ -1,0 +1,224 @@
+"""RegimeModel: likelihood, queries, diagnostics, save/load (tiny sampler settings)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_regimes import (
+    DataError,
+    DiagnosticsWarning,
+    FormatVersionError,
+    RegimeModel,
+    RolloutData,
+    simulate_benchmark,
+)
+from bayes_regimes import closed_form as cf
+from bayes_regimes.models.base import BaseModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::bayes_regimes.errors.DiagnosticsWarning")
+
+TINY = dict(draws=150, tune=150, chains=2, progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_benchmark(
+        groups={"a": dict(pi=0.3, mu=0.2, kappa=2.0), "b": dict(pi=0.1, mu=0.4, kappa=4.0)},
+        n_problems=150,
+        n=12,
+        random_seed=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(sim):
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        model.fit(random_seed=1, **TINY)
+    return model
+
+
+def test_pymc_likelihood_equals_closed_form(sim):
+    """The PyMC potential is exactly the pattern-weighted closed-form log-likelihood."""
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    pm_model = model.build_model()
+    point = pm_model.initial_point()
+    rng = np.random.default_rng(0)
+    point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in point.items()}
+    fn = pm_model.compile_fn(
+        [pm_model.potentials[0], pm_model["pi"], pm_model["alpha"], pm_model["beta"]],
+        inputs=pm_model.value_vars,
+        on_unused_input="ignore",
+    )
+    pot, pi, a, b = fn(point)
+    pat = model.data.patterns().table
+    s = pat["stratum"].to_numpy()
+    ll = cf.zibb_logpmf(pat["k"].to_numpy(), pat["n"].to_numpy(), pi[s], a[s], b[s])
+    np.testing.assert_allclose(pot, np.sum(pat["count"].to_numpy() * ll), rtol=1e-9)
+
+
+def test_fit_returns_datatree_with_documented_groups(fitted):
+    dt = fitted.idata
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "cells"):
+        assert group in dt.children
+    assert set(dt["posterior"]["pi"].dims) == {"chain", "draw", "group"}
+    assert list(dt["posterior"]["group"].values) == ["a", "b"]
+    ll = dt["log_likelihood"]["k"]
+    assert ll.dims == ("chain", "draw", "pattern")
+    assert int(dt["observed_data"]["count"].sum()) == fitted.data.n_cells
+    # Per-pattern, never per-cell: far fewer entries than cells.
+    assert ll.sizes["pattern"] < fitted.data.n_cells
+
+
+def test_regimes_aligned_and_consistent(fitted, sim):
+    reg = fitted.regimes()
+    assert list(reg.columns[:5]) == ["problem", "group", "condition", "n", "k"]
+    assert reg["problem"].tolist() == sim.counts["problem_id"].astype(str).tolist()
+    solved = reg["k"] > 0
+    assert (reg.loc[solved, "label"] == "solved").all()
+    assert (reg.loc[solved, "p_zero"] == 0).all()
+    assert (
+        (reg["p_low"] <= reg["p_mean"] + 1e-12) & (reg["p_mean"] <= reg["p_high"] + 1e-12)
+    ).all()
+    assert (reg["p_zero"] <= reg["p_structural"] + 1e-12).all()
+    failed = reg[~solved]
+    assert set(failed["label"]) <= {"structural", "recoverable", "uncertain"}
+    # A bigger epsilon can only add mass below it.
+    wider = fitted.regimes(epsilon=0.05)
+    assert (wider["p_structural"] >= reg["p_structural"] - 1e-12).all()
+    assert np.allclose(fitted.regimes(budget=1000)["p_structural"], reg["p_structural"])
+
+
+def test_expected_gain_forms(fitted):
+    n_cells = fitted.data.n_cells
+    g0 = fitted.expected_gain(0)
+    assert np.all(g0["gain_mean"] == 0)
+    g10 = fitted.expected_gain(10)
+    g100 = fitted.expected_gain(100)
+    assert (g100["gain_mean"] >= g10["gain_mean"] - 1e-12).all()
+    assert ((g10["gain_low"] <= g10["gain_mean"]) & (g10["gain_mean"] <= g10["gain_high"])).all()
+    m = np.arange(n_cells) % 5
+    per_cell = fitted.expected_gain(m)
+    for value in range(5):
+        sel = m == value
+        np.testing.assert_allclose(
+            per_cell["gain_mean"][sel], fitted.expected_gain(value)["gain_mean"][sel]
+        )
+    shuffled = pd.Series(m, index=np.arange(n_cells)).sample(frac=1, random_state=0)
+    np.testing.assert_allclose(fitted.expected_gain(shuffled)["gain_mean"], per_cell["gain_mean"])
+    draws = fitted.expected_gain(10, summary=False)
+    assert draws.dims == ("chain", "draw", "cell")
+    np.testing.assert_allclose(draws.mean(("chain", "draw")).values, g10["gain_mean"])
+    with pytest.raises(ValueError, match="non-negative"):
+        fitted.expected_gain(-1)
+    with pytest.raises(ValueError, match="one value per cell"):
+        fitted.expected_gain(np.ones(3))
+
+
+def test_gain_matches_monte_carlo_from_posterior(fitted):
+    """Expected gain equals simulation from the posterior draws of (z, p)."""
+    rng = np.random.default_rng(0)
+    reg = fitted.regimes()
+    cell = int(np.flatnonzero(reg["k"].to_numpy() == 0)[0])
+    n, k = int(reg.loc[cell, "n"]), 0
+    g = fitted.data.stratum_index[cell]
+    post = fitted.pattern_posterior()
+    pi, a, b = (x[:, g] for x in post.population())
+    reps = 200
+    w = np.exp(cf.log_structural_weight(k, n, pi, a, b))
+    z = rng.random((reps, pi.size)) < w
+    p = np.where(z, 0.0, rng.beta(a + k, b + n - k, size=(reps, pi.size)))
+    hit = rng.binomial(50, p) > 0
+    expected = fitted.expected_gain(50)["gain_mean"][cell]
+    assert abs(hit.mean() - expected) < 4 * np.sqrt(expected * (1 - expected) / hit.size) + 1e-3
+
+
+def test_pass_at_k_and_coverage(fitted):
+    res = fitted.pass_at_k([1, 12, 1000, 10**6])
+    assert set(res["kind"]) == {"fresh_run", "solved_after_more", "new_problem"}
+    assert list(res.columns) == ["group", "k", "kind", "mean", "low", "high"]
+    for (_, kind), sub in res.groupby(["group", "kind"]):
+        assert sub["mean"].is_monotonic_increasing, kind
+    ceiling = fitted.coverage_ceiling()
+    fresh_big = res[(res["kind"] == "fresh_run") & (res["k"] == 10**6)].set_index("group")
+    bench = ceiling[ceiling["kind"] == "benchmark"].set_index("group")
+    assert (fresh_big["mean"] <= bench["mean"] + 1e-9).all()
+    with pytest.raises(ValueError):
+        fitted.pass_at_k([0])
+
+
+def test_allocation_spends_budget_on_failures(fitted):
+    out = fitted.allocate(200)
+    assert list(out.columns[:5]) == ["problem", "group", "condition", "n", "k"]
+    assert out["extra"].sum() <= 200
+    assert (out.loc[out["k"] > 0, "extra"] == 0).all()
+    assert out["extra"].sum() > 0
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    path = fitted.save(tmp_path / "fit.nc")
+    loaded = BaseModel.load(path)
+    assert isinstance(loaded, RegimeModel)
+    assert loaded.config == fitted.config
+    assert loaded.idata.identical(fitted.idata)
+    pd.testing.assert_frame_equal(loaded.regimes(), fitted.regimes())
+    pd.testing.assert_frame_equal(loaded.expected_gain(37), fitted.expected_gain(37))
+
+
+def test_load_refuses_unknown_format(fitted, tmp_path):
+    dt = fitted.idata.copy()
+    dt.attrs["format_version"] = 999
+    dt.to_netcdf(tmp_path / "future.nc", engine="h5netcdf")
+    with pytest.raises(FormatVersionError, match="format version 999"):
+        RegimeModel.load(tmp_path / "future.nc")
+
+
+def test_failed_diagnostics_warn_loudly(sim):
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    with pytest.warns(DiagnosticsWarning, match="FIT FAILED DIAGNOSTICS"):
+        model.fit(draws=20, tune=20, chains=2, random_seed=0, progressbar=False)
+    assert not model.diagnostics().ok
+    with pytest.warns(DiagnosticsWarning):
+        reg = model.regimes()
+    assert reg.attrs["diagnostics"].startswith("FIT FAILED")
+
+
+def test_plain_model_has_no_structural_mass(sim):
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"), structural=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        model.fit(random_seed=2, **TINY)
+        reg = model.regimes()
+    assert "pi" not in model.posterior
+    assert (reg["p_zero"] == 0).all()
+
+
+def test_bad_arguments():
+    data = RolloutData.from_counts(pd.DataFrame({"problem_id": ["a"], "n": [3], "k": [0]}))
+    with pytest.raises(ValueError, match="slab"):
+        RegimeModel(data, slab="cauchy")
+    with pytest.raises(ValueError, match="epsilon"):
+        RegimeModel(data, epsilon=0)
+    with pytest.raises(ValueError, match="prior"):
+        RegimeModel(data, priors={"nope": 1})
+    with pytest.raises(TypeError, match="RolloutData"):
+        RegimeModel(pd.DataFrame())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        RegimeModel(data).regimes()
+    with pytest.raises(DataError):
+        RolloutData.from_counts(pd.DataFrame({"problem_id": ["a"], "n": [3], "k": [4]}))
+
+
+def test_seed_reproducibility(sim):
+    data = RolloutData.from_counts(sim.counts.head(60))
+    a, b = RegimeModel(data), RegimeModel(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)
+        a.fit(random_seed=11, draws=50, tune=50, chains=2, progressbar=False)
+        b.fit(random_seed=11, draws=50, tune=50, chains=2, progressbar=False)
+    np.testing.assert_array_equal(a.posterior["mu"].values, b.posterior["mu"].values)
