@@ -119,11 +119,10 @@ def _assemble(
             frac = float(rescue_rows[fmask].mean()) if fmask.any() else np.nan
         frac_rows[label] = {"estimate": frac, "low": np.nan, "high": np.nan}
         est = passk_rows[mask].mean(axis=0) if passk_estimate is None else passk_estimate[label]
-        for j, kk in enumerate(ks):
-            passk_rows_out.append(
-                {"group": label, "k": int(kk), "estimate": float(est[j]), "low": np.nan,
-                 "high": np.nan}
-            )  # fmt: skip
+        passk_rows_out += [
+            {"group": label, "k": int(kk), "estimate": float(e), "low": np.nan, "high": np.nan}
+            for kk, e in zip(ks, est, strict=True)
+        ]
     frac_df = pd.DataFrame.from_dict(frac_rows, orient="index")
     frac_df.index.name = "group"
     passk_df = pd.DataFrame(passk_rows_out)
@@ -293,10 +292,16 @@ def beta_binomial_mle(
     not the new-problem value ``pass_at_k_new_problem``.
 
     Intervals come from a parametric bootstrap: ``n_draws`` data sets are simulated
-    from the fitted beta-binomial and refitted; for each refit ``(a*, b*)``, every
-    problem's ``p`` is drawn from ``Beta(a* + k_i, b* + n_i - k_i)`` and
+    from the fitted beta-binomial and refitted (all at once, one L-BFGS-B run over
+    the separable summed objective); for each refit ``(a*, b*)``, every problem's
+    ``p`` is drawn from ``Beta(a* + k_i, b* + n_i - k_i)`` and
     :func:`bayes_regimes.heldout.predictive_intervals` turns the draws into
     predictive intervals of the realised rescued fraction and pass@k.
+
+    With one Beta per group and a common ``n_train``, every failure of a group gets
+    the same rescue probability, so its within-group AUROC is 0.5. A group with no
+    training success drives ``a`` to its lower bound: it predicts (and its bootstrap
+    interval is) essentially 0.
 
     Examples
     --------

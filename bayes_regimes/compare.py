@@ -61,7 +61,8 @@ class PatternLOO:
 def _weighted_se(values: np.ndarray, count: np.ndarray) -> float:
     n = count.sum()
     mean = np.sum(count * values) / n
-    return float(np.sqrt(n * np.sum(count * (values - mean) ** 2) / n))
+    # Same convention as ArviZ: sqrt(n * var) with the n - 1 denominator.
+    return float(np.sqrt(n * np.sum(count * (values - mean) ** 2) / max(n - 1, 1)))
 
 
 def loo(model) -> PatternLOO:

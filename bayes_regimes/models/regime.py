@@ -137,6 +137,10 @@ class RegimeModel(BaseModel):
         k = pat["k"].to_numpy()
         count = pat["count"].to_numpy().astype(float)
         with pm.Model(coords={"group": strata, "pattern": np.arange(len(pat))}) as model:
+            # Shared data rather than constants: a compiled model can then be reused on
+            # other patterns (nutpie's ``with_data``), as the SBC harness does.
+            s, n, k = (pm.Data(f"pattern_{v}", x) for v, x in (("stratum", s), ("n", n), ("k", k)))
+            count = pm.Data("pattern_count", count)
             logit_mu = self._group_param(pm, "logit_mu", pr["logit_mu"], len(strata))
             log_kappa = self._group_param(pm, "log_kappa", pr["log_kappa"], len(strata))
             mu = pm.Deterministic("mu", pm.math.sigmoid(logit_mu), dims="group")
