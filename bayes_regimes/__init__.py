@@ -24,6 +24,15 @@ from bayes_regimes.simulate import SimulatedBenchmark, default_benchmark, simula
 
 load = BaseModel.load
 
+
+def __getattr__(name: str):
+    if name == "reduce_rollouts":  # imported on first use: pyarrow.dataset, fsspec
+        from bayes_regimes.reduce import reduce_rollouts
+
+        return reduce_rollouts
+    raise AttributeError(f"module 'bayes_regimes' has no attribute {name!r}")
+
+
 __all__ = [
     "BaseModel",
     "DataError",
@@ -36,5 +45,6 @@ __all__ = [
     "default_benchmark",
     "load",
     "read_rollouts",
+    "reduce_rollouts",
     "simulate_benchmark",
 ]

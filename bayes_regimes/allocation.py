@@ -1,22 +1,20 @@
 """Optimal integer allocation of extra rollouts over concave gain curves.
 
-An *item* is a group of ``counts[i]`` identical cells (for example one
-sufficient-statistic pattern with ``k = 0``). Giving a cell of item i its j-th extra
-rollout adds ``Delta_i(j) = G_i(j) - G_i(j - 1)``, positive and decreasing in j, so
-each ``G_i`` is concave (see math.md, "Budget allocation").
+An *item* is a group of ``counts[i]`` identical cells (e.g. one pattern with
+``k = 0``). The j-th extra rollout of a cell of item i adds
+``Delta_i(j) = G_i(j) - G_i(j - 1)``, positive and non-increasing in j (math.md,
+"Budget allocation").
 
-* Unit costs: :func:`allocate_greedy` is exactly optimal. It gives the same result as
-  repeatedly handing one rollout to the cell with the largest next marginal, but
-  finds the cut-off marginal with vectorised calls over doubling blocks of levels
-  (identical cells move together), so it takes a few ``log_delta`` calls and no
-  per-unit Python work: budgets of 1e6 over 1e4 items take about a second.
-* Unequal integer costs: :func:`allocate_knapsack` solves the concave knapsack
-  exactly by dynamic programming over the budget (small instances);
-  :func:`allocate_greedy_cost` is greedy by ``Delta / cost`` and reports the bound
+* Unit costs: :func:`allocate_greedy` is exactly optimal. It equals handing out
+  rollouts one at a time to the largest next marginal, but finds the cut-off with a
+  few vectorised ``log_delta`` calls over doubling blocks of levels (1e6 rollouts
+  over 1e4 items take about a second).
+* Integer costs: :func:`allocate_knapsack` is exact (dynamic programming);
+  :func:`allocate_greedy_cost` is greedy by ``Delta / cost`` with the bound
   ``greedy >= optimum - max_i Delta_i(1)``.
 
-Marginals that are exactly zero (``log Delta = -inf``, e.g. structural cells with
-``w = 1``) never receive rollouts; the remaining budget is left unallocated.
+Zero marginals (``log Delta = -inf``, e.g. structural cells with ``w = 1``) never
+receive rollouts; what is left of the budget stays unallocated.
 
 Examples
 --------
@@ -409,14 +407,60 @@ def log_delta_from_gain_curves(gain_curves: Sequence[ArrayLike]) -> LogDelta:
     return log_delta
 
 
+def _maxplus_dense(best: np.ndarray, gain: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """new[b] = max_m best[b - m c] + gain[m] (smallest m on ties), for any gain."""
+    new, choice = best.copy(), np.zeros(best.size, dtype=np.int32)
+    for m in range(1, gain.size):
+        shift = m * c
+        cand = best[: best.size - shift] + gain[m]
+        better = cand > new[shift:]
+        new[shift:][better] = cand[better]
+        choice[shift:][better] = m
+    return new, choice
+
+
+def _maxplus_concave(best: np.ndarray, gain: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_maxplus_dense` for concave ``gain``, in O(B log B).
+
+    Within a residue class ``b = r + t c`` write ``s = t - m``. With gain concave the
+    array ``best[r + s c] + gain[t - s]`` is inverse Monge, so the best s (the
+    largest one on ties) is non-decreasing in t and rows can be solved by divide and
+    conquer; each recursion level is one vectorised pass over all residues.
+    """
+    top_m = gain.size - 1
+    new, choice = np.empty(best.size), np.empty(best.size, dtype=np.int32)
+    res = np.arange(min(c, best.size))
+    lo, hi = np.zeros(res.size, dtype=np.int64), (best.size - 1 - res) // c
+    slo, shi = lo.copy(), hi.copy()
+    while res.size:
+        mid = (lo + hi) // 2
+        s0 = np.maximum(slo, mid - top_m)
+        length = np.minimum(shi, mid) - s0 + 1  # >= 1 by monotonicity
+        offsets = np.concatenate([[0], np.cumsum(length)[:-1]])
+        seg = np.repeat(np.arange(res.size), length)
+        s = s0[seg] + np.arange(seg.size) - offsets[seg]
+        vals = best[res[seg] + s * c] + gain[mid[seg] - s]
+        top = np.maximum.reduceat(vals, offsets)
+        pick = np.maximum.reduceat(np.where(vals == top[seg], np.arange(seg.size), -1), offsets)
+        opt = s[pick]
+        new[res + mid * c] = top
+        choice[res + mid * c] = mid - opt
+        left, right = lo < mid, mid < hi
+        pairs = ((lo, mid + 1), (mid - 1, hi), (slo, opt), (opt, shi), (res, res))
+        lo, hi, slo, shi, res = [np.concatenate([u[left], v[right]]) for u, v in pairs]
+    return new, choice
+
+
 def allocate_knapsack(gain_curves: Sequence[ArrayLike], cost: ArrayLike, budget: int) -> Allocation:
     """Exact allocation with integer costs by dynamic programming over the budget.
 
     Maximises ``sum_i G_i(m_i)`` subject to ``sum_i cost_i m_i <= budget`` and
-    ``m_i <= M_i`` exactly, for any curves (concave or not). Work and memory grow as
-    ``budget * sum_i min(M_i, budget / cost_i)``, so use it for small instances and
-    :func:`allocate_greedy_cost` otherwise. Ties keep the smaller allocation, so
-    zero-gain rollouts are never bought.
+    ``m_i <= M_i`` exactly, for any curves. For a concave curve each item's step (a
+    max-plus convolution) takes ``O(budget log budget)`` work by divide and conquer;
+    other curves take ``O(budget * min(M_i, budget / cost_i))``. Memory is
+    ``items * budget`` int32 for the back-pointers, so use it for moderate
+    ``items * budget`` (up to ~1e7) and :func:`allocate_greedy_cost` beyond. Ties keep
+    the smaller allocation, so zero-gain rollouts are never bought.
 
     Parameters
     ----------
@@ -449,17 +493,14 @@ def allocate_knapsack(gain_curves: Sequence[ArrayLike], cost: ArrayLike, budget:
         raise ValueError("every gain curve needs at least G(0)")
     cost_arr = _int_vector("cost", cost, n_items, 1)
     best = np.zeros(budget + 1)  # best gain with total cost <= b
-    choice = np.zeros((n_items, budget + 1), dtype=np.int64)
+    choice = np.zeros((n_items, budget + 1), dtype=np.int32)
     for i, g in enumerate(curves):
         ci = int(cost_arr[i])
-        new = best.copy()
-        for m in range(1, min(g.size - 1, budget // ci) + 1):
-            shift = m * ci
-            cand = best[: budget + 1 - shift] + (g[m] - g[0])
-            better = cand > new[shift:]
-            new[shift:][better] = cand[better]
-            choice[i, shift:][better] = m
-        best = new
+        gain = g[: budget // ci + 1] - g[0]
+        d2 = np.diff(gain, 2)
+        concave = np.all(d2 <= 1e-12 * max(float(np.abs(gain).max()), 1e-300))
+        step = _maxplus_concave if concave and gain.size > 2 else _maxplus_dense
+        best, choice[i] = step(best, gain, ci)
     extra = np.zeros(n_items, dtype=np.int64)
     b = budget
     for i in range(n_items - 1, -1, -1):

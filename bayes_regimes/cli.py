@@ -6,6 +6,7 @@ Sub-commands::
     bayes-regimes demo --out DIR           the same on a simulated benchmark with known truth
     bayes-regimes gain DIR --m M           expected gain of M more rollouts (saved fit)
     bayes-regimes allocate DIR --budget B  optimal allocation of B extra rollouts (saved fit)
+    bayes-regimes route INPUT --out DIR    multi-condition fit: regimes, rescue, recommendation
 
 Input is validated before PyMC is imported, so bad input fails fast with one line
 on stderr and exit code 2. A fit that fails its diagnostics exits 0 with loud
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 from bayes_regimes.errors import DataError, FormatVersionError
+from bayes_regimes.slabs import SLAB_FAMILIES
 
 EXIT_DATA = 2
 EXIT_DIAGNOSTICS = 3
@@ -45,6 +47,13 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-structural", action="store_true", help="plain beta-binomial (no point mass at p = 0)"
+    )
+    p.add_argument(
+        "--slab",
+        choices=tuple(SLAB_FAMILIES),
+        default="beta",
+        help="family of p for non-structural problems (see bayes_regimes/slabs.py); "
+        "logitnormal has a heavier left tail",
     )
     p.add_argument(
         "--strict", action="store_true", help="exit 3 when the fit fails its diagnostics"
@@ -81,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="error",
         help="two count rows for one cell: error (default) or sum them",
     )
+    fit.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        default=None,
+        help="reduce a Parquet dataset (file, directory or glob) on this Dask scheduler, "
+        "e.g. tcp://10.0.0.1:8786 (see bayes_regimes/reduce.py)",
+    )
+    fit.add_argument(
+        "--pooling",
+        choices=("group", "crossed"),
+        default="group",
+        help="group: one population per group (default); crossed: problem x model "
+        "(the --group column is the model; see models/crossed.py)",
+    )
     _add_sampler_args(fit)
 
     demo = sub.add_parser("demo", help="fit the built-in simulated benchmark (known truth)")
@@ -97,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     alloc.add_argument("fit_dir", help="folder written by `fit` (or the fit.nc file)")
     alloc.add_argument("--budget", type=int, required=True, help="total extra rollouts")
     alloc.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_route_parser(sub)
     return parser
 
 
@@ -104,17 +128,23 @@ def _read_input(args) -> object:
     from bayes_regimes.data import read_rollouts
 
     problem = args.problem.split(",") if args.problem and "," in args.problem else args.problem
-    return read_rollouts(
-        args.input,
-        problem=problem,
-        n=args.n,
-        k=args.k,
-        correct=args.correct,
-        group=args.group,
-        condition=args.condition,
-        sample=args.sample,
-        duplicates=args.duplicates,
-    )
+    keys = {"problem": problem, "group": args.group, "condition": args.condition}
+    keys |= {"n": args.n, "k": args.k, "correct": args.correct, "sample": args.sample}
+    dataset = Path(args.input).is_dir() or "://" in args.input
+    dataset = dataset or any(c in args.input for c in "*?[")
+    if getattr(args, "dask", None) or (dataset and not Path(args.input).is_file()):
+        from bayes_regimes.reduce import reduce_rollouts  # streamed, with a progress bar
+
+        where = f" on the Dask cluster at {args.dask}" if args.dask else ""
+        _say(f"reducing the Parquet dataset {args.input}{where}")
+        return reduce_rollouts(
+            args.input,
+            **keys,
+            duplicates=args.duplicates,
+            client=args.dask,
+            progress=not args.quiet,
+        )
+    return read_rollouts(args.input, **keys, duplicates=args.duplicates)
 
 
 def _fit_and_write(data, args, out: Path, title: str):
@@ -122,7 +152,13 @@ def _fit_and_write(data, args, out: Path, title: str):
     from bayes_regimes.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
-    model = RegimeModel(data, structural=not args.no_structural, epsilon=args.epsilon)
+    model = RegimeModel(
+        data,
+        structural=not args.no_structural,
+        epsilon=args.epsilon,
+        pooling=getattr(args, "pooling", "group"),
+        **({"slab": args.slab} if getattr(args, "slab", "beta") != "beta" else {}),
+    )
     _say(
         f"fitting {data.n_cells} cells ({len(model.data.patterns().table)} patterns) "
         f"with {args.sampler}"
@@ -263,7 +299,124 @@ def cmd_allocate(args) -> int:
     return 0
 
 
+def _add_route_parser(sub) -> None:
+    route = sub.add_parser(
+        "route",
+        help="route failures to interventions (multi-condition model, models/interventions)",
+    )
+    route.add_argument(
+        "input",
+        help="counts or per-rollout file with a condition column, the paper's failure profiles "
+        "(detected by their columns), or a folder / fit.nc written by `route` (no refit)",
+    )
+    route.add_argument("--out", required=True, help="output folder")
+    route.add_argument("--condition", default="condition", help="condition column")
+    route.add_argument("--baseline", default=None, help="plain-resampling condition (retry)")
+    route.add_argument("--problem", default=None, help="problem column (default problem_id)")
+    route.add_argument("--group", default=None, help="group column (model, cell)")
+    route.add_argument("--features", default=None, help="feature columns, comma-separated")
+    route.add_argument("--selection", default=None, help="condition the rows were selected on")
+    route.add_argument(
+        "--attempts",
+        action="append",
+        default=[],
+        metavar="R|COND=R",
+        help="attempts per trial (best-of-r), for all conditions or per condition; repeatable",
+    )
+    route.add_argument(
+        "--cost",
+        action="append",
+        default=[],
+        metavar="COND=C",
+        help="cost per trial of a condition (default 1); the recommendation maximises "
+        "expected rescue per unit cost; repeatable",
+    )
+    for flag, kind, default, text in (
+        ("--seed", int, 0, "random seed"),
+        ("--draws", int, 1000, "posterior draws per chain"),
+        ("--tune", int, 1000, "tuning steps per chain"),
+        ("--chains", int, 2, "chains"),
+        ("--epsilon", float, 1e-3, "beyond reach means every intervention has p < epsilon"),
+        ("--target-accept", float, 0.9, "NUTS target acceptance"),
+    ):
+        route.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    route.add_argument("--sampler", choices=("nutpie", "pymc", "numpyro"), default="nutpie")
+    route.add_argument("--strict", action="store_true", help="exit 3 when diagnostics fail")
+    route.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _pairs(items: list[str], flag: str, cast) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            out[name if sep else None] = cast(value)
+        except ValueError:
+            raise DataError(f"{flag} {item!r}: expected COND=VALUE") from None
+    return out
+
+
+def cmd_route(args) -> int:
+    import pandas as pd
+
+    from bayes_regimes.routing import read_route_input
+
+    costs = _pairs(args.cost, "--cost", float)
+    if None in costs:
+        raise DataError("--cost needs COND=C")
+    attempts = _pairs(args.attempts, "--attempts", int)
+    source = Path(args.input)
+    out = Path(args.out)
+    if source.is_dir() or source.suffix == ".nc":
+        from bayes_regimes.models.interventions import InterventionModel
+
+        model = InterventionModel.load(source / FIT_FILE if source.is_dir() else source)
+        rep = model.diagnostics()
+    else:
+        data, options = read_route_input(args, attempts, costs)  # validated before PyMC
+        _say(f"read {data.n_cells} cells from {args.input}")
+        from bayes_regimes.models.interventions import InterventionModel
+
+        model = InterventionModel(data, epsilon=args.epsilon, **options)
+        _say(f"fitting {model.layout.n_units} failures x {len(model.conditions)} conditions")
+        t0 = time.perf_counter()
+        model.fit(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            random_seed=args.seed,
+            sampler=args.sampler,
+            progressbar=not args.quiet,
+            target_accept=args.target_accept,
+        )
+        _say(f"fit done in {time.perf_counter() - t0:.1f} s")
+        rep = model.diagnostics()
+        out.mkdir(parents=True, exist_ok=True)
+        model.save(out / FIT_FILE)
+    print(rep, file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    from bayes_regimes.errors import DiagnosticsWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)  # stated once above
+        routes = model.route(costs=costs or None, random_seed=args.seed)
+        routes.to_csv(out / "routes.csv", index=False)
+        model.regime_fractions(random_seed=args.seed).to_csv(
+            out / "regime_fractions.csv", index=False
+        )
+    (out / "diagnostics.json").write_text(json.dumps(rep.summary(), indent=2))
+    with pd.option_context("display.width", 160):
+        print(routes["recommended"].value_counts().to_string())
+    _say(f"wrote {out}/routes.csv, regime_fractions.csv, diagnostics.json")
+    if not rep.ok:
+        print(f"{'!' * 72}\n{rep.message}\nResults may be unreliable.\n{'!' * 72}", file=sys.stderr)
+    return EXIT_DIAGNOSTICS if (args.strict and not rep.ok) else 0
+
+
 COMMANDS = {"fit": cmd_fit, "demo": cmd_demo, "gain": cmd_gain, "allocate": cmd_allocate}
+COMMANDS["route"] = cmd_route
 
 
 def main(argv: list[str] | None = None) -> int:

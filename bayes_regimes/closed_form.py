@@ -1,30 +1,23 @@
 """Closed forms of the zero-inflated beta-binomial (numpy / scipy only, no sampling).
 
-A cell has ``k`` successes in ``n`` rollouts. Its success probability ``p`` is
-structurally zero with probability ``pi`` and otherwise drawn from a Beta(a, b)
-slab (``a = mu * kappa``, ``b = (1 - mu) * kappa``); ``pi = 0`` is the plain
-beta-binomial. Every function broadcasts over all of its arguments with numpy's
-rules, so hyper-parameter draws shaped ``(draw, 1)`` combine with patterns shaped
-``(pattern,)``. Scalars in give numpy scalars out.
+A cell has ``k`` successes in ``n`` rollouts; its success probability ``p`` is
+structurally zero with probability ``pi`` and otherwise drawn from a Beta(a, b) slab
+(``a = mu * kappa``, ``b = (1 - mu) * kappa``); ``pi = 0`` is the plain beta-binomial.
+Every function broadcasts over all of its arguments, so hyper-parameter draws shaped
+``(draw, 1)`` combine with patterns shaped ``(pattern,)``; scalars give scalars.
 
-Everything is computed in log space without ever forming a Beta function. The key
-primitive is the log ratio ``B(x, y + m) / B(x, y)`` (``log E[(1 - p)^m]`` under
-Beta(x, y)), evaluated by one of three algebraically equal forms chosen so that
-no large terms cancel: a Stirling form with ``log1p(u) - u`` pieces when
-``x << y``, and differences of log-Pochhammer symbols otherwise. It stays
-accurate for ``n``, ``m`` up to 1e9 and beyond, ``a, b`` from 1e-3 to 1e4, and
-``k = 0`` or ``k = n``.
+Nothing forms a Beta function. The key primitive, ``log B(x, y + m) / B(x, y)``
+(``log E[(1 - p)^m]`` under Beta(x, y)), takes per element the one of three equal
+forms (a Stirling form with ``log1p(u) - u`` pieces for ``x << y``, or differences
+of log-Pochhammer symbols) in which no large terms cancel. It stays accurate to
+~1e-10 relative for ``n, m`` up to 1e12, ``a, b`` from 1e-3 to 1e4, ``k = 0, n``.
 
 Examples
 --------
 >>> import numpy as np
 >>> from bayes_regimes import closed_form as cf
->>> k = np.arange(11)
->>> float(np.exp(cf.zibb_logpmf(k, 10, 0.3, 0.5, 4.0)).sum())  # doctest: +ELLIPSIS
-1.0...
->>> g = cf.expected_gain(0, 10, [0, 10, 1000], 0.3, 0.5, 4.0)
->>> bool(g[0] == 0.0 and g[1] < g[2])
-True
+>>> round(float(np.exp(cf.zibb_logpmf(np.arange(11), 10, 0.3, 0.5, 4.0)).sum()), 12)
+1.0
 """
 
 from __future__ import annotations

@@ -80,9 +80,14 @@ def loo(model) -> PatternLOO:
     elpd_i = np.asarray(res.elpd_i.values, float)
     k = np.asarray(res.pareto_k.values, float)
     count = dt["observed_data"]["count"].values.astype(float)
-    p_i = (
-        np.asarray(res.p_loo_i.values, float) if res.p_loo_i is not None else np.zeros_like(elpd_i)
-    )
+    if res.p_loo_i is not None:
+        p_i = np.asarray(res.p_loo_i.values, float)
+    else:  # ArviZ 1.x leaves p_loo_i empty: p_loo_i = lppd_i - elpd_loo_i
+        from scipy.special import logsumexp
+
+        ll = dt["log_likelihood"]["k"].transpose("chain", "draw", "pattern").values
+        ll = ll.reshape(-1, ll.shape[-1])
+        p_i = logsumexp(ll, axis=0) - np.log(ll.shape[0]) - elpd_i
     return PatternLOO(
         elpd=float(np.sum(count * elpd_i)),
         se=_weighted_se(elpd_i, count),

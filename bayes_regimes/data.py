@@ -24,7 +24,7 @@ import dataclasses
 import html
 import numbers
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from os import PathLike
+from os import PathLike, fspath
 from pathlib import Path
 from typing import Any, Literal
 
@@ -777,7 +777,11 @@ def read_rollouts(
     duplicates: Literal["error", "sum"] = "error",
     format: str | None = None,
 ) -> RolloutData:
-    """Read counts or per-rollout rows from CSV, Parquet or JSONL.
+    """Read counts or per-rollout rows from CSV, Parquet or JSONL, or a Parquet dataset.
+
+    A directory, a glob (``"logs/*/part-*.parquet"``) or an fsspec URL (``s3://...``)
+    is read as a Parquet dataset, hive-partitioned or not, and streamed to cells with
+    :func:`bayes_regimes.reduce.reduce_rollouts` without loading the rows into memory.
 
     The format comes from the suffix (``.csv``, ``.parquet``/``.pq``,
     ``.jsonl``/``.ndjson``, optionally compressed, e.g. ``.csv.gz``) or ``format=``.
@@ -804,6 +808,17 @@ def read_rollouts(
     >>> read_rollouts(path).cells["problem"].tolist()
     ['007', '8']
     """
+    text = fspath(path)
+    pattern = "://" in text or any(c in text for c in "*?[")
+    if Path(text).is_dir() or (pattern and not Path(text).is_file()):
+        # a Parquet dataset (directory, glob or fsspec URL): streamed by bayes_regimes.reduce
+        from bayes_regimes.reduce import reduce_rollouts
+
+        if format not in (None, "parquet"):
+            raise DataError(f"{text} is read as a Parquet dataset; format={format!r} is not")
+        keys = {"problem": problem, "group": group, "condition": condition, "sample": sample}
+        counts = {"n": n, "k": k, "correct": correct, "duplicates": duplicates}
+        return reduce_rollouts(text, **keys, **counts, features=features, progress=False)
     path = Path(path)
     fmt = _file_format(path, format)
     if not path.is_file():

@@ -113,6 +113,10 @@ class DiagnosticsReport:
             f"<th>ESS tail</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
 
+    def _repr_html_(self) -> str:
+        """Rich display in Jupyter (the same table as :meth:`to_html`)."""
+        return self.to_html()
+
 
 def _bfmi(energy: np.ndarray) -> np.ndarray:
     # E-BFMI per chain (Betancourt 2016): mean squared energy change over energy variance.

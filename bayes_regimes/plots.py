@@ -36,11 +36,15 @@ def _axes(ax, figsize=(6, 4)):
     return ax.figure, ax
 
 
-def plot_p_posterior(model, *, ax=None, n_samples: int = 4000, random_seed: int = 0):
+def plot_p_posterior(
+    model, *, ax=None, n_samples: int = 4000, random_seed: int = 0, groups=None, color=None
+):
     """Posterior of p for failed cells (k = 0): the mass at zero against small p.
 
     The bar at the left is the posterior probability that p is exactly zero; the
-    histogram is the rest of the posterior of p on a log10 scale, per group.
+    histogram is the rest of the posterior of p on a log10 scale, per group
+    (``groups``: a subset of the group labels; all by default). ``color`` fixes
+    the colour of every group's histogram and bar.
     """
     fig, ax = _axes(ax)
     post = model.pattern_posterior()
@@ -53,7 +57,7 @@ def plot_p_posterior(model, *, ax=None, n_samples: int = 4000, random_seed: int 
     bins = np.linspace(-8, 0, 41)
     for g, label in enumerate(post.strata):
         idx = failed[post.stratum[failed] == g]
-        if idx.size == 0:
+        if idx.size == 0 or (groups is not None and label not in groups):
             continue
         # Sample patterns in proportion to their cell counts, then one p each.
         pick = rng.choice(idx, size=n_samples, p=post.count[idx] / post.count[idx].sum())
@@ -66,6 +70,7 @@ def plot_p_posterior(model, *, ax=None, n_samples: int = 4000, random_seed: int 
             weights=weights,
             histtype="step",
             lw=1.5,
+            color=color,
             label=f"{label} (P(p=0) = {p_zero.mean():.2f})",
         )
         ax.bar(-8.6, p_zero.mean(), width=0.5, color=line[2][0].get_edgecolor(), alpha=0.6)
@@ -79,8 +84,7 @@ def plot_p_posterior(model, *, ax=None, n_samples: int = 4000, random_seed: int 
 
 def _sample_p(post: q.PatternPosterior, pick: np.ndarray, draws: np.ndarray, rng):
     """One posterior draw of p per (pattern, hyper-parameter draw) pair."""
-    from bayes_regimes import closed_form as cf
-
+    slab = q.slab_of(post)
     order = np.argsort(pick, kind="stable")
     p_zero = np.empty(pick.size, bool)
     p = np.empty(pick.size)
@@ -88,11 +92,11 @@ def _sample_p(post: q.PatternPosterior, pick: np.ndarray, draws: np.ndarray, rng
     bounds = np.append(start, pick.size)
     for j, pat in enumerate(uniq):
         sel = order[bounds[j] : bounds[j + 1]]
-        pi, a, b = (x[draws[sel], 0] for x in post.hyper(np.array([pat])))
+        pi, *theta = (x[draws[sel], 0] for x in post.hyper(np.array([pat])))
         k, n = post.k[pat], post.n[pat]
-        w = np.exp(cf.log_structural_weight(k, n, pi, a, b))
+        w = np.exp(slab.log_structural_weight(k, n, pi, *theta))
         p_zero[sel] = rng.random(sel.size) < w
-        p[sel] = rng.beta(a + k, b + n - k)
+        p[sel] = slab.sample_slab_p(rng, k, n, *theta)
     return p_zero, p
 
 
@@ -170,7 +174,8 @@ def plot_ppc(model, *, max_panels: int = 4, random_seed: int = 0):
         ax.errorbar(
             x,
             sub["mean"],
-            yerr=[sub["mean"] - sub["low"], sub["high"] - sub["mean"]],
+            # The mean of a skewed predictive can fall (by rounding) outside [low, high].
+            yerr=np.clip([sub["mean"] - sub["low"], sub["high"] - sub["mean"]], 0, None),
             fmt="o",
             color="#377eb8",
             ms=3,

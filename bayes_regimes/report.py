@@ -64,6 +64,7 @@ def regime_summary(regimes: pd.DataFrame) -> pd.DataFrame:
     table = (
         regimes.groupby(["group", "condition", "label"], sort=False).size().unstack(fill_value=0)
     )
+    table.columns.name = None  # else the HTML table gets an empty "label" column
     return table.reset_index()
 
 

@@ -65,13 +65,24 @@ def quiet_warnings() -> Iterator[None]:
 
 # -- memory ------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (``ru_maxrss``).
+    """Peak resident set size of this process so far, in MiB.
+
+    Reads ``VmHWM`` from ``/proc/self/status`` where it exists (Linux): unlike
+    ``ru_maxrss``, which Linux carries over from the parent across ``fork`` and
+    ``exec``, it belongs to this program alone, so a worker subprocess reports its
+    own peak. Elsewhere falls back to ``ru_maxrss``.
 
     Examples
     --------
     >>> peak_rss_mb() > 0
     True
     """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return rss / (1024**2 if sys.platform == "darwin" else 1024)

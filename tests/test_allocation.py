@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bayes_regimes import allocation as al
 from bayes_regimes import closed_form as cf
 from bayes_regimes.allocation import (
     Allocation,
@@ -209,6 +210,32 @@ def test_knapsack_equals_brute_force_and_greedy_bound_holds(seed):
         assert gr.bound == pytest.approx(max(fits, default=0.0)) or budget == 0
         ref = _reference_greedy(curves, cost, budget)
         assert gr.objective == pytest.approx(_objective(curves, ref), abs=1e-12)
+
+
+@pytest.mark.parametrize("c", [1, 2, 5, 40])
+def test_concave_maxplus_step_equals_dense(c):
+    rng = np.random.default_rng(c)
+    for trial in range(20):
+        best = rng.uniform(0, 3, int(rng.integers(1, 200)))  # arbitrary, not monotone
+        if trial % 2:
+            best = np.round(best, 1)  # ties
+        gain = _concave_curve(rng, int(rng.integers(1, 60)), zero_tail=int(rng.integers(0, 5)))
+        gain = gain[: (best.size - 1) // c + 1]
+        dense = al._maxplus_dense(best, gain, c)
+        fast = al._maxplus_concave(best, gain, c)
+        np.testing.assert_allclose(fast[0], dense[0], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(fast[1], dense[1])
+
+
+def test_knapsack_handles_large_concave_instances():
+    rng = np.random.default_rng(11)
+    curves = _closed_form_curves(rng, 40, 5000)
+    cost = rng.integers(1, 4, 40)
+    res = allocate_knapsack(curves, cost, 5000)
+    assert res.spent <= 5000
+    greedy = allocate_greedy_cost(log_delta_from_gain_curves(curves), cost, 5000)
+    assert greedy.objective <= res.objective + 1e-12
+    assert res.objective <= greedy.objective + greedy.tight_bound + 1e-12
 
 
 def test_greedy_cost_with_counts_matches_reference():

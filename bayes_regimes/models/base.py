@@ -108,7 +108,11 @@ class BaseModel:
         raise NotImplementedError
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray:
-        """Log-likelihood of one unit of each pattern, dims (chain, draw, pattern)."""
+        """Log-likelihood of one unit of each pattern, dims (chain, draw, pattern).
+
+        A model may return None when the array would be too large to store (the fit
+        then has no ``log_likelihood`` group and no LOO).
+        """
         raise NotImplementedError  # pragma: no cover - abstract
 
     def observed_dataset(self) -> xr.Dataset:
@@ -190,10 +194,11 @@ class BaseModel:
 
     def _assemble(self, dt: xr.DataTree, **fit_info: Any) -> xr.DataTree:
         posterior = dt["posterior"].to_dataset()
+        ll = self.pointwise_log_likelihood(posterior)  # None: too large to store
         groups = {
             "posterior": posterior,
             "sample_stats": _plain_strings(dt["sample_stats"].to_dataset()),
-            "log_likelihood": self.pointwise_log_likelihood(posterior).to_dataset(name="k"),
+            **({} if ll is None else {"log_likelihood": ll.to_dataset(name="k")}),
             "observed_data": self.observed_dataset(),
             "cells": cells_to_dataset(self.data),
         }
@@ -289,3 +294,9 @@ class BaseModel:
             f"{type(self).__name__}({self.data.n_cells} cells, {len(self.data.strata)} "
             f"group(s); {cfg}) [{self._status()}]"
         )
+
+    def _repr_html_(self) -> str:
+        """Rich display in Jupyter: data size, fit status, diagnostics, regimes."""
+        from bayes_regimes.display import model_html
+
+        return model_html(self)

@@ -13,6 +13,11 @@ p_i is integrated out analytically (zero-inflated beta-binomial), and the
 likelihood is evaluated once per unique (group, n, k) pattern, weighted by its
 count: the cost grows with the number of patterns, not of problems.
 
+``slab="logitnormal"`` replaces the Beta by ``logit p_i ~ Normal(slab_loc_g,
+slab_scale_g)``, integrated out by quadrature (see :mod:`bayes_regimes.slabs`), with
+``slab_loc_g ~ Normal(-2, 2)`` and ``log(slab_scale_g) ~ Normal(0.5, 0.75)``
+(pooled across groups in the same way as the Beta's parameters).
+
 Priors (weakly informative; override with ``priors=``)
 ------------------------------------------------------
 - ``logit(pi_g) ~ Normal(-1, 1.5)``: a priori most failures are not structural
@@ -35,13 +40,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_regimes import closed_form as cf
 from bayes_regimes import queries as q
+from bayes_regimes import slabs as sl
 from bayes_regimes.data import RolloutData
 from bayes_regimes.diagnostics import tag
+from bayes_regimes.display import PlotMethod
 from bayes_regimes.models.base import BaseModel
 
-SLABS = ("beta",)
+SLABS = tuple(sl.SLAB_FAMILIES)
 DEFAULT_PRIORS: dict[str, tuple[float, float] | float] = {
     "logit_pi": (-1.0, 1.5),
     "logit_mu": (0.0, 1.5),
@@ -57,8 +63,13 @@ class RegimeModel(BaseModel):
     ----------
     data : RolloutData
         Cells of (problem, group, condition) with n rollouts and k successes.
-    slab : {"beta"}
-        Family of p for non-structural problems.
+    slab : {"beta", "logitnormal"}
+        Family of p for non-structural problems (:mod:`bayes_regimes.slabs`):
+        ``"beta"``, Beta(mu kappa, (1 - mu) kappa); ``"logitnormal"``, logit p ~
+        Normal(slab_loc, slab_scale), whose mass spreads over orders of magnitude of p
+        (a heavier left tail than the Beta's for the same solved problems). Its priors
+        are :attr:`bayes_regimes.slabs.LogitNormalSlab.default_priors`, overridable
+        with ``priors=``.
     structural : bool
         Include the point mass at p = 0 (False gives the plain beta-binomial).
     epsilon : float
@@ -68,6 +79,11 @@ class RegimeModel(BaseModel):
         Posterior probability needed to label a failure structural or recoverable.
     priors : dict, optional
         Overrides of :data:`DEFAULT_PRIORS`.
+    pooling : {"group", "crossed"}
+        "group" (this model: one set of hyper-parameters per group) or "crossed":
+        ``RegimeModel(data, pooling="crossed")`` returns a
+        :class:`~bayes_regimes.models.crossed.CrossedRegimeModel` (problem x model,
+        the group being the model), with its own keyword arguments.
 
     Examples
     --------
@@ -79,6 +95,13 @@ class RegimeModel(BaseModel):
     >>> model.regimes().label.value_counts()  # doctest: +SKIP
     """
 
+    def __new__(cls, *args: Any, pooling: str = "group", **kwargs: Any):
+        if pooling == "crossed" and cls is RegimeModel:
+            from bayes_regimes.models.crossed import CrossedRegimeModel
+
+            return super().__new__(CrossedRegimeModel)
+        return super().__new__(cls)
+
     def __init__(
         self,
         data: RolloutData,
@@ -87,17 +110,23 @@ class RegimeModel(BaseModel):
         epsilon: float = 1e-3,
         threshold: float = 0.9,
         priors: dict[str, Any] | None = None,
+        *,
+        pooling: str = "group",
     ) -> None:
+        if pooling != "group":
+            raise ValueError(f"unknown pooling {pooling!r}; choose 'group' or 'crossed'")
         if slab not in SLABS:
             raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
         if not 0 < epsilon < 1:
             raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
         if not 0.5 < threshold < 1:
             raise ValueError(f"threshold must be in (0.5, 1), got {threshold}")
-        unknown = set(priors or {}) - set(DEFAULT_PRIORS)
+        # Each slab family brings the priors of its own parameters (none for "beta").
+        known = {**DEFAULT_PRIORS, **sl.get_slab(slab).default_priors}
+        unknown = set(priors or {}) - set(known)
         if unknown:
-            raise ValueError(f"unknown prior(s) {sorted(unknown)}; known: {list(DEFAULT_PRIORS)}")
-        merged = {**DEFAULT_PRIORS, **(priors or {})}
+            raise ValueError(f"unknown prior(s) {sorted(unknown)}; known: {list(known)}")
+        merged = {**known, **(priors or {})}
         merged = {k: list(v) if isinstance(v, tuple | list) else v for k, v in merged.items()}
         super().__init__(
             data,
@@ -106,14 +135,20 @@ class RegimeModel(BaseModel):
             epsilon=float(epsilon),
             threshold=float(threshold),
             priors=merged,
+            pooling="group",
         )
         self._patterns = data.patterns()
 
     # -- model -------------------------------------------------------------------------
     @property
     def diagnostic_vars(self) -> list[str]:  # type: ignore[override]
-        names = ["mu", "kappa"] + (["pi"] if self.config["structural"] else [])
+        names = list(self.slab.diagnostic_vars) + (["pi"] if self.config["structural"] else [])
         return names
+
+    @property
+    def slab(self) -> sl.Slab:
+        """The slab family (:mod:`bayes_regimes.slabs`) of p for non-structural problems."""
+        return sl.get_slab(self.config["slab"])
 
     def _group_param(self, pm, name: str, loc_scale, n_groups: int):
         loc, scale = loc_scale
@@ -141,13 +176,18 @@ class RegimeModel(BaseModel):
             # other patterns (nutpie's ``with_data``), as the SBC harness does.
             s, n, k = (pm.Data(f"pattern_{v}", x) for v, x in (("stratum", s), ("n", n), ("k", k)))
             count = pm.Data("pattern_count", count)
-            logit_mu = self._group_param(pm, "logit_mu", pr["logit_mu"], len(strata))
-            log_kappa = self._group_param(pm, "log_kappa", pr["log_kappa"], len(strata))
-            mu = pm.Deterministic("mu", pm.math.sigmoid(logit_mu), dims="group")
-            kappa = pm.Deterministic("kappa", pt.exp(log_kappa), dims="group")
-            alpha = pm.Deterministic("alpha", mu * kappa, dims="group")
-            beta = pm.Deterministic("beta", (1 - mu) * kappa, dims="group")
-            bb = pm.logp(pm.BetaBinomial.dist(n=n, alpha=alpha[s], beta=beta[s]), k)
+            if self.slab.name == "beta":
+                logit_mu = self._group_param(pm, "logit_mu", pr["logit_mu"], len(strata))
+                log_kappa = self._group_param(pm, "log_kappa", pr["log_kappa"], len(strata))
+                mu = pm.Deterministic("mu", pm.math.sigmoid(logit_mu), dims="group")
+                kappa = pm.Deterministic("kappa", pt.exp(log_kappa), dims="group")
+                alpha = pm.Deterministic("alpha", mu * kappa, dims="group")
+                beta = pm.Deterministic("beta", (1 - mu) * kappa, dims="group")
+                bb = pm.logp(pm.BetaBinomial.dist(n=n, alpha=alpha[s], beta=beta[s]), k)
+            else:
+                bb = self.slab.pymc_logpmf(
+                    lambda name: self._group_param(pm, name, pr[name], len(strata)), n, k, s
+                )
             if self.config["structural"]:
                 logit_pi = self._group_param(pm, "logit_pi", pr["logit_pi"], len(strata))
                 pm.Deterministic("pi", pm.math.sigmoid(logit_pi), dims="group")
@@ -161,29 +201,31 @@ class RegimeModel(BaseModel):
         return model
 
     # -- draws ---------------------------------------------------------------------------
-    def _hyper_draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """pi, a, b draws of shape (samples, groups)."""
+    def _hyper_draws(self) -> tuple[np.ndarray, ...]:
+        """pi and the slab parameters (a, b for the Beta slab), each (samples, groups)."""
         post = self.posterior
 
         def flat(name):
             da = post[name].transpose("chain", "draw", "group")
             return da.values.reshape(-1, da.sizes["group"])
 
-        a, b = flat("alpha"), flat("beta")
-        pi = flat("pi") if self.config["structural"] else np.zeros_like(a)
-        return pi, a, b
+        theta = [flat(name) for name in self.slab.params]
+        pi = flat("pi") if self.config["structural"] else np.zeros_like(theta[0])
+        return (pi, *theta)
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray:
         pat = self._patterns.table
         s = pat["stratum"].to_numpy()
-        alpha = posterior["alpha"].transpose("chain", "draw", "group").values[..., s]
-        beta = posterior["beta"].transpose("chain", "draw", "group").values[..., s]
+        theta = [
+            posterior[name].transpose("chain", "draw", "group").values[..., s]
+            for name in self.slab.params
+        ]
         pi = (
             posterior["pi"].transpose("chain", "draw", "group").values[..., s]
             if self.config["structural"]
             else 0.0
         )
-        ll = cf.zibb_logpmf(pat["k"].to_numpy(), pat["n"].to_numpy(), pi, alpha, beta)
+        ll = self.slab.logpmf(pat["k"].to_numpy(), pat["n"].to_numpy(), pi, *theta)
         return xr.DataArray(
             ll,
             dims=("chain", "draw", "pattern"),
@@ -208,13 +250,13 @@ class RegimeModel(BaseModel):
 
     def pattern_posterior(self) -> q.PatternPosterior:
         """The per-pattern hyper-parameter draws used by every query."""
-        pi, a, b = self._hyper_draws()
+        pi, *theta = self._hyper_draws()
         pat = self._patterns.table
         s = pat["stratum"].to_numpy()
 
         def hyper(idx):
             cols = s[idx]
-            return pi[:, cols], a[:, cols], b[:, cols]
+            return (pi[:, cols], *(x[:, cols] for x in theta))
 
         return q.PatternPosterior(
             n=pat["n"].to_numpy(),
@@ -222,9 +264,10 @@ class RegimeModel(BaseModel):
             count=pat["count"].to_numpy(),
             stratum=s,
             hyper=hyper,
-            population=lambda: (pi, a, b),
+            population=lambda: (pi, *theta),
             strata=list(self.data.strata),
-            n_draws=a.shape[0],
+            n_draws=pi.shape[0],
+            slab=self.slab,
         )
 
     # -- queries -------------------------------------------------------------------------
@@ -318,8 +361,7 @@ class RegimeModel(BaseModel):
         """
         cells_m = self._cell_m(m)
         cp = self._patterns.cell_pattern
-        pairs, inverse = np.unique(np.stack([cp, cells_m]), axis=1, return_inverse=True)
-        inverse = inverse.ravel()
+        pairs, inverse = q.unique_pairs(cp, cells_m)
         post = self.pattern_posterior()
         if not summary:
             draws = q.pattern_gain_draws(post, pairs[0], pairs[1])[:, inverse]
@@ -384,6 +426,14 @@ class RegimeModel(BaseModel):
         out = q.ppc_table(self.pattern_posterior(), max_draws=max_draws, random_seed=random_seed)
         return tag(out, self.diagnostics())
 
+    def prior_sensitivity(self, **kw) -> pd.DataFrame:
+        """Power-scaling prior / likelihood sensitivity of the hyper-parameters, the
+        structural fraction and the expected gain; see
+        :func:`bayes_regimes.sensitivity.prior_sensitivity` for the keywords."""
+        from bayes_regimes.sensitivity import prior_sensitivity
+
+        return prior_sensitivity(self, **kw)
+
     def allocate(self, budget: int, cost=None) -> pd.DataFrame:
         """Optimal integer allocation of extra rollouts across the unsolved cells.
 
@@ -408,6 +458,14 @@ class RegimeModel(BaseModel):
         out["extra"], out["gain"] = extra, gain
         out.attrs.update(info)
         return tag(out, self.diagnostics())
+
+    # -- plots: bayes_regimes.plots functions as methods (keyword-only, return a Figure) --
+    plot_p_posterior = PlotMethod()
+    plot_regime_fractions = PlotMethod()
+    plot_pass_at_k = PlotMethod()
+    plot_expected_gain = PlotMethod()
+    plot_ppc = PlotMethod()
+    plot_diagnostics = PlotMethod()
 
 
 def _seed(model: BaseModel) -> int:

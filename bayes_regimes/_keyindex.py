@@ -1,0 +1,317 @@
+"""Growable key indexes for the streamed reduction (used by _streaming.py).
+
+* :class:`KeyIndex`: int64 keys -> dense ids, a log-structured set of pandas Indexes;
+* :class:`ValueIndex`: raw values (strings, numbers) -> dense ids, a dict, with a
+  vectorised path for Arrow string arrays through :func:`hash_strings`;
+* :class:`CellIndex`: a cell's key codes -> cell id, a direct-address table while the
+  code ranges are small, else pairwise-packed :class:`KeyIndex` maps;
+* :class:`Grow`, :class:`Bits`: a growable array and a growable (cell, sample) bitmap.
+
+Examples
+--------
+>>> import numpy as np
+>>> index = ValueIndex()
+>>> index.get_or_add(["b", "a", "b"]).tolist(), index.values().tolist()
+([0, 1, 0], ['b', 'a'])
+>>> keys = KeyIndex()
+>>> keys.add(np.array([7, 3])).tolist(), keys.lookup(np.array([3, 5])).tolist()
+([0, 1], [1, -1])
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bayes_regimes.data import _first_flags
+
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+class KeyIndex:
+    """Growable map from int64 keys to dense ids 0, 1, ... in insertion order.
+
+    A log-structured set of pandas Indexes: each ``add`` appends a level and levels
+    of similar size are merged, so lookups are vectorised hash probes over
+    O(log N) levels and each key is rehashed O(log N) times in all.
+    """
+
+    def __init__(self) -> None:
+        self._levels: list[tuple[int, pd.Index]] = []  # (id of the first key, keys)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Ids of the keys, -1 where absent."""
+        ids = np.full(len(keys), -1, dtype=np.int64)
+        todo = np.arange(len(keys))
+        for start, index in self._levels:
+            if todo.size == 0:
+                break
+            pos = index.get_indexer(keys if todo.size == len(keys) else keys[todo])
+            hit = pos >= 0
+            ids[todo[hit]] = start + pos[hit]
+            todo = todo[~hit]
+        return ids
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Append new, distinct keys; return their ids."""
+        ids = np.arange(self._size, self._size + len(keys), dtype=np.int64)
+        self._levels.append((self._size, pd.Index(keys, dtype=np.int64)))
+        self._size += len(keys)
+        while len(self._levels) > 1 and len(self._levels[-2][1]) <= len(self._levels[-1][1]):
+            (start, older), (_, newer) = self._levels[-2:]
+            merged = np.concatenate([older.to_numpy(), newer.to_numpy()])
+            self._levels[-2:] = [(start, pd.Index(merged, dtype=np.int64))]
+        return ids
+
+    def get_or_add(self, keys: np.ndarray) -> np.ndarray:
+        """Ids of the keys, adding the absent ones (in first-appearance order)."""
+        ids = self.lookup(keys)
+        new = np.flatnonzero(ids < 0)
+        if new.size:
+            codes, fresh = pd.factorize(keys[new])
+            ids[new] = self.add(np.asarray(fresh, dtype=np.int64))[codes]
+        return ids
+
+    def values(self) -> np.ndarray:
+        """All keys in id order."""
+        return np.concatenate([index.to_numpy() for _, index in self._levels] or [_EMPTY])
+
+
+_P = 0x100000001B3  # FNV prime: odd, so invertible modulo 2**64
+_POWERS = (np.ones(1, np.uint64), np.ones(1, np.uint64))  # P**i and P**-i modulo 2**64
+
+
+def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
+    global _POWERS
+    tables = _POWERS  # one read: another thread may swap in larger tables meanwhile
+    if len(tables[0]) < size:
+        size = max(size, 2 * len(tables[0]))
+        grown = []
+        for base in (_P, pow(_P, -1, 2**64)):
+            steps = np.full(size, base, dtype=np.uint64)
+            steps[0] = 1
+            grown.append(np.cumprod(steps, dtype=np.uint64))
+        tables = _POWERS = (grown[0], grown[1])
+    return tables
+
+
+def hash_strings(arr: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each string of an Arrow string array, computed in numpy.
+
+    Each string hashes to ``sum((byte + 1) * P**i)`` mixed with its length and a
+    splitmix64 finaliser; bytes are weighted by their position in the data buffer and
+    the string's start is divided out with the modular inverse of ``P``, so the whole
+    array costs a handful of vectorised passes. Callers verify hits (see ValueIndex).
+    """
+    bufs = arr.buffers()
+    wide = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(bufs[1], wide)[arr.offset : arr.offset + len(arr) + 1]
+    offsets = offsets.astype(np.int64) - int(offsets[0])
+    lengths = np.diff(offsets)
+    h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    total = int(offsets[-1])
+    if total:
+        power, inverse = _powers(total)
+        start = int(np.frombuffer(bufs[1], wide)[arr.offset])
+        data = np.frombuffer(bufs[2], np.uint8)[start : start + total]
+        terms = (data + np.uint64(1)) * power[:total]
+        filled = lengths > 0
+        firsts = offsets[:-1][filled]
+        h[filled] += np.add.reduceat(terms, firsts) * inverse[firsts]
+    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        h ^= h >> np.uint64(shift)
+        h *= np.uint64(factor)
+    h ^= h >> np.uint64(31)
+    return h.view(np.int64)
+
+
+class ValueIndex:
+    """Growable map from raw values (strings, numbers) to dense ids in insertion order.
+
+    A plain dict (for Python strings it probes faster than a pandas object Index).
+    Arrow string arrays take a faster path: their numpy hashes are looked up in a
+    :class:`KeyIndex` and every hit is verified against the stored strings, so hash
+    collisions cost time, never correctness.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict = {}
+        self._values: list = []
+        self._hashes, self._hash_ids = KeyIndex(), Grow(np.int64)
+        self._strings: list[pa.Array] = []  # every value, in id order, while all are str
+        self._all_str = True
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_or_add(self, values: list) -> np.ndarray:
+        """Ids of the values (a list), adding the absent ones in order."""
+        ids = self._ids
+        out = np.fromiter(map(ids.get, values, itertools.repeat(-1)), np.int64, len(values))
+        new = np.flatnonzero(out < 0)
+        if new.size:
+            start = len(self._values)
+            asked = [values[i] for i in new.tolist()]
+            for value in asked:
+                if value not in ids:
+                    ids[value] = len(self._values)
+                    self._values.append(value)
+            out[new] = [ids[value] for value in asked]
+            fresh = self._values[start:]
+            self._all_str = self._all_str and all(isinstance(v, str) for v in fresh)
+            if self._all_str and fresh:
+                self._strings.append(pa.array(fresh, pa.large_string()))
+        return out
+
+    def get_or_add_arrow(self, arr: pa.Array) -> np.ndarray:
+        """Ids of the values of an Arrow array (without nulls), adding the absent ones."""
+        is_str = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+        if not (is_str and self._all_str) or arr.null_count:
+            return self.get_or_add(arr.to_pylist())
+        h = hash_strings(arr)
+        found = self._hashes.lookup(h)
+        ids = np.where(found >= 0, self._hash_ids.a[np.maximum(found, 0)], -1)
+        hit = np.flatnonzero(ids >= 0)
+        if hit.size:
+            if len(self._strings) > 1:
+                self._strings = [pa.concat_arrays(self._strings)]
+            known = self._strings[0].take(pa.array(ids[hit]))
+            asked = arr.take(pa.array(hit)).cast(pa.large_string())
+            ids[hit[~pc.equal(known, asked).to_numpy(zero_copy_only=False)]] = -1
+        miss = np.flatnonzero(ids < 0)
+        if miss.size:
+            ids[miss] = self.get_or_add(arr.take(pa.array(miss)).to_pylist())
+            unseen = miss[found[miss] < 0]
+            codes, fresh = pd.factorize(h[unseen])
+            first = np.flatnonzero(_first_flags(codes))
+            added = self._hashes.add(np.asarray(fresh, dtype=np.int64))
+            self._hash_ids.ensure(len(self._hashes))[added] = ids[unseen[first]]
+        return ids
+
+    def values(self) -> np.ndarray:
+        out = np.empty(len(self._values), dtype=object)
+        out[:] = self._values
+        return out
+
+
+class Grow:
+    """A growable 1-d numpy array (capacity doubling); ``a`` is the backing array."""
+
+    def __init__(self, dtype: Any, fill: Any = 0) -> None:
+        self.a = np.full(64, fill, dtype=dtype)
+        self.fill = fill
+
+    def ensure(self, size: int) -> np.ndarray:
+        if size > len(self.a):
+            new = np.full(max(size, 2 * len(self.a)), self.fill, dtype=self.a.dtype)
+            new[: len(self.a)] = self.a
+            self.a = new
+        return self.a
+
+
+class Bits:
+    """One bit per (cell, sample code): whether that sample was seen in that cell."""
+
+    SPREAD = 65536  # bytes beyond 8 per row before repeats are found by hashing
+
+    def __init__(self) -> None:
+        self.a = np.zeros(64, dtype=np.uint8)  # row-major: ``width`` bytes per cell
+        self.width = 1
+
+    def locate(self, cells: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Byte index and bit mask of each (cell, code), growing the bitmap as needed."""
+        rows, need = len(self.a) // self.width, (int(codes.max()) >> 3) + 1
+        if int(cells.max()) >= rows or need > self.width:
+            new_rows = max(int(cells.max()) + 1, 2 * rows)
+            new_width = max(need, 2 * self.width) if need > self.width else self.width
+            grown = np.zeros((new_rows, new_width), dtype=np.uint8)
+            grown[:rows, : self.width] = self.a.reshape(rows, self.width)
+            self.a, self.width = grown.reshape(-1), new_width
+        byte = cells * self.width + (codes >> 3)
+        return byte, np.left_shift(1, codes & 7).astype(np.uint8)
+
+    def add(self, byte: np.ndarray, mask: np.ndarray) -> bool:
+        """Set the bits unless one repeats within these rows; return whether one did.
+
+        Per byte, the sum of distinct powers of two is their OR, and a repeat makes a
+        carry, so the sum has fewer bits set than rows added to that byte.
+        """
+        low, high = int(byte.min()), int(byte.max())
+        if high - low > 8 * len(byte) + self.SPREAD:  # widely spread: hash the bits instead
+            if pd.Series(byte * 8 + np.log2(mask).astype(np.int64)).duplicated().any():
+                return True
+            np.bitwise_or.at(self.a, byte, mask)
+            return False
+        rows = np.bincount(byte - low, minlength=high - low + 1)
+        total = np.bincount(byte - low, weights=mask, minlength=high - low + 1).astype(np.int64)
+        if (np.bitwise_count(total) != rows).any():
+            return True
+        self.a[low : high + 1] |= total.astype(np.uint8)
+        return False
+
+
+class CellIndex:
+    """Map from a cell's key codes (one global code per key column) to its cell id.
+
+    While the product of the code ranges stays small (a crossed design: every
+    problem under a few groups) it is a direct-address table, looked up by a gather;
+    beyond that it packs the codes pairwise (``a << 31 | b``) into :class:`KeyIndex`
+    hash maps. Ids are given by the caller, in order.
+    """
+
+    LIMIT = 1 << 23  # table entries (int32) allowed beyond 8 per cell
+
+    def __init__(self, columns: int) -> None:
+        self.capacity = [1] * columns
+        self.table: np.ndarray | None = np.full(1, -1, dtype=np.int32)
+        self.levels = [KeyIndex() for _ in range(max(columns - 2, 0))]
+        self.hashed = KeyIndex()
+
+    def _flat(self, gcodes: list[np.ndarray]) -> np.ndarray:
+        flat = gcodes[0]
+        for codes, width in zip(gcodes[1:], self.capacity[1:], strict=True):
+            flat = flat * width + codes
+        return flat
+
+    def _pack(self, gcodes: list[np.ndarray]) -> np.ndarray:
+        packed = gcodes[0]
+        for j, codes in enumerate(gcodes[1:], start=1):
+            packed = (packed << 31) | codes
+            if j < len(gcodes) - 1:
+                packed = self.levels[j - 1].get_or_add(packed)
+        return packed
+
+    def lookup(self, gcodes: list[np.ndarray], sizes: list[int], stored: list[np.ndarray]):
+        """Cell ids (-1 for new cells). ``sizes`` are the current code ranges and
+        ``stored`` the codes of the cells so far (to rebuild the table as it grows)."""
+        if self.table is not None and any(map(int.__gt__, sizes, self.capacity)):
+            pairs = zip(sizes, self.capacity, strict=True)
+            capacity = [max(c, 1 << (s - 1).bit_length()) for s, c in pairs]
+            count = len(stored[0])
+            if float(np.prod(capacity, dtype=np.float64)) > self.LIMIT + 8 * count:
+                self.table = None  # hash from now on: enter the cells so far, in order
+                if count:
+                    self.hashed.add(self._pack(stored))
+            else:
+                self.capacity = capacity
+                self.table = np.full(int(np.prod(capacity)), -1, dtype=np.int32)
+                self.table[self._flat(stored)] = np.arange(count, dtype=np.int32)
+        if self.table is not None:
+            return self.table[self._flat(gcodes)].astype(np.int64)
+        return self.hashed.lookup(self._pack(gcodes))
+
+    def add(self, gcodes: list[np.ndarray], ids: np.ndarray) -> None:
+        """Enter new cells (their codes) with their ids (the next ids, in order)."""
+        if self.table is not None:
+            self.table[self._flat(gcodes)] = ids
+        else:
+            self.hashed.add(self._pack(gcodes))

@@ -1,0 +1,437 @@
+"""Batch-at-a-time reduction of rollout rows to per-cell partial counts (used by reduce.py).
+
+A :class:`Reducer` consumes Arrow record batches in scan order and keeps only
+per-cell state: the cell's key codes, ``n``, ``k``, the position of its first row
+and per-feature reference values. Key values map to global integer codes
+(dictionary-encoded string columns cost one lookup per dictionary entry, small
+integer columns one per distinct value); each batch is then counted with
+``numpy.bincount`` over a mixed-radix local key. New cells are numbered in order of
+first appearance. Nothing here grows with the number of rows except the optional
+sample-index check: one bit per (cell, distinct sample value).
+
+Examples
+--------
+>>> import pyarrow as pa
+>>> plan = Plan(problem=("problem_id",), kind="rollouts", outcome="correct")
+>>> red = Reducer(plan, locate=lambda pos: f"row {pos}")
+>>> red.add(pa.record_batch({"problem_id": ["a", "b", "a"], "correct": [1, 0, 1]}), {}, 0)
+>>> red.frame()[["problem_id", "n", "k"]].values.tolist()
+[['a', 2, 2], ['b', 1, 0]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bayes_regimes._keyindex import Bits, CellIndex, Grow, ValueIndex
+from bayes_regimes.data import _BOOLS, _first_flags
+from bayes_regimes.errors import DataError
+
+POS_SHIFT = 40  # a row position is file_index << POS_SHIFT | row within the file
+NO_POS = np.iinfo(np.int64).max
+_SMALL = 1 << 20  # integer sample values below this go through a direct lookup table
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What to read: key columns, per-rollout outcome or counts, sample and features."""
+
+    problem: tuple
+    kind: str  # "rollouts" or "counts"
+    group: Any = None
+    condition: Any = None
+    outcome: Any = None
+    n: Any = None
+    k: Any = None
+    sample: Any = None
+    features: tuple = ()
+    drop_varying: bool = True  # per-rollout auto features: varying columns are dropped
+    duplicates: str = "sum"
+
+    @property
+    def keys(self) -> tuple:
+        return self.problem + tuple(c for c in (self.group, self.condition) if c is not None)
+
+
+def _np(arr: pa.Array) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _first(mask: Any) -> int:
+    return int(np.argmax(np.asarray(mask)))
+
+
+def cell_text(plan: Plan, raw: list) -> str:
+    """``problem=..., group=..., condition=...`` from a cell's raw key values."""
+    problem = "/".join(str(v) for v in raw[: len(plan.problem)])
+    rest = iter(raw[len(plan.problem) :])
+    group = next(rest) if plan.group is not None else "all"
+    condition = next(rest) if plan.condition is not None else "default"
+    return f"problem={problem!r}, group={group!r}, condition={condition!r}"
+
+
+class Reducer:
+    """Accumulate per-cell counts from record batches given in scan order.
+
+    Parameters
+    ----------
+    plan : Plan
+    locate : callable
+        Turns a row position (``file_index << 40 | row``) into text naming the file,
+        row group and row, for error messages.
+    find : callable, optional
+        ``find(values, limit)``: positions of the first rows equal to ``values`` (a
+        dict of column -> value); names the earlier row of a repeated sample.
+    """
+
+    def __init__(self, plan: Plan, locate: Callable[[int], str], find: Callable | None = None):
+        self.plan, self.locate, self.find = plan, locate, find
+        keys = plan.keys
+        self.values = [ValueIndex() for _ in keys]  # raw key values, one index per key column
+        self.cell_index = CellIndex(len(keys))  # key codes -> cell id (first appearance)
+        self.codes = [Grow(np.int64) for _ in keys]  # per cell: its code in each key column
+        self.n, self.k, self.rows, self.pos = (Grow(np.int64) for _ in range(4))
+        self.cells = 0
+        self.refs = {f: Grow(np.float64, np.nan) for f in plan.features}
+        self.varies = dict.fromkeys(plan.features, False)
+        self.bad = dict.fromkeys(plan.features, NO_POS)  # first non-finite value per feature
+        self.samples, self.sample_table, self.bits = ValueIndex(), Grow(np.int64, -1), Bits()
+        self._dicts: dict[int, tuple[pa.Array, np.ndarray]] = {}
+
+    # ----------------------------------------------------------------- errors
+    def _fail(self, column: Any, pos: int, message: str) -> DataError:
+        return DataError(f"column {column!r}, {self.locate(pos)}: {message}")
+
+    def raw_key(self, cell: int) -> list:
+        """The raw key values of a cell, one per key column."""
+        return [self.values[j].values()[self.codes[j].a[cell]] for j in range(len(self.codes))]
+
+    def cell_text(self, cell: int) -> str:
+        return cell_text(self.plan, self.raw_key(cell))
+
+    # ----------------------------------------------------------------- columns
+    def _key(self, j: int, batch: pa.RecordBatch, consts: Mapping, base: int):
+        """Local codes of key column j (None when constant) and the local -> global map."""
+        name = self.plan.keys[j]
+        if name in consts:
+            if consts[name] is None:
+                raise self._fail(name, base, "missing value (no partition value in the path)")
+            return None, self.values[j].get_or_add([consts[name]])
+        arr = batch.column(name)
+        if arr.null_count:
+            raise self._fail(name, base + _first(_np(arr.is_null())), "missing value")
+        if pa.types.is_dictionary(arr.type):
+            cached = self._dicts.get(j)
+            if cached is None or not (
+                cached[0] is arr.dictionary or cached[0].equals(arr.dictionary)
+            ):
+                gmap = self.values[j].get_or_add_arrow(arr.dictionary)
+                cached = self._dicts[j] = (arr.dictionary, gmap)
+            return _np(arr.indices).astype(np.int64, copy=False), cached[1]
+        raw = _np(arr)
+        if raw.dtype.kind == "f" and np.isnan(raw).any():
+            raise self._fail(name, base + _first(np.isnan(raw)), "missing value")
+        if raw.dtype.kind in "iu":
+            low, high = int(raw.min()), int(raw.max())
+            if high - low <= 4 * len(raw) + 1024:  # dense integers: no hashing per row
+                idx = raw.astype(np.int64) - low
+                present = np.flatnonzero(np.bincount(idx, minlength=high - low + 1))
+                gmap = np.full(high - low + 1, -1, dtype=np.int64)
+                gmap[present] = self.values[j].get_or_add((present + low).tolist())
+                return idx, gmap
+        idx, uniques = pd.factorize(raw)
+        return idx.astype(np.int64), self.values[j].get_or_add(uniques.tolist())
+
+    def _outcome(self, batch: pa.RecordBatch, base: int) -> np.ndarray:
+        name = self.plan.outcome
+        arr = batch.column(name)
+        if arr.null_count:
+            raise self._fail(name, base + _first(_np(arr.is_null())), "missing value for correct")
+        kind = arr.type
+        if pa.types.is_boolean(kind):  # unpack the bitmap (much faster than to_numpy)
+            bits = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset // 8 :]
+            unpacked = np.unpackbits(bits, count=arr.offset % 8 + len(arr), bitorder="little")
+            return unpacked[arr.offset % 8 :]
+        if (
+            pa.types.is_dictionary(kind)
+            or pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+        ):
+            dense = arr if pa.types.is_dictionary(kind) else pc.dictionary_encode(arr)
+            words = dense.dictionary.to_pylist()
+            parsed = [_BOOLS.get(str(w).strip().lower()) for w in words]
+            codes = _np(dense.indices)
+            for i, value in enumerate(parsed):
+                if value is None and (codes == i).any():
+                    message = f"correct must be 0/1 or boolean, got {words[i]!r}"
+                    raise self._fail(name, base + _first(codes == i), message)
+            return np.array([v == 1 for v in parsed], dtype=np.uint8)[codes]
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise DataError(f"column {name!r}: correct must be 0/1 or boolean, got type {kind}")
+        values = _np(arr)
+        if values.dtype.kind == "f" and np.isnan(values).any():
+            raise self._fail(name, base + _first(np.isnan(values)), "missing value for correct")
+        bad = (values != 0) & (values != 1)
+        if bad.any():
+            row = _first(bad)
+            message = f"correct must be 0/1 or boolean, got {values[row].item()!r}"
+            raise self._fail(name, base + row, message)
+        return (values == 1).view(np.uint8)
+
+    def _count(self, batch: pa.RecordBatch, name: Any, role: str, base: int) -> np.ndarray:
+        arr = batch.column(name)
+        if pa.types.is_boolean(arr.type):
+            raise DataError(f"column {name!r}: {role} must hold integer counts, not booleans")
+        if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+            raise DataError(
+                f"column {name!r}: {role} must hold integer counts, got type {arr.type}"
+            )
+        if arr.null_count:
+            raise self._fail(name, base + _first(_np(arr.is_null())), f"missing value for {role}")
+        raw = _np(arr)
+        if raw.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = ~np.isfinite(raw) | (np.mod(raw, 1) != 0) | (np.abs(raw) > 2.0**62)
+            if bad.any():
+                row = _first(bad)
+                message = f"{role}={raw[row].item()!r} is not an integer count"
+                raise self._fail(name, base + row, message)
+        values = raw.astype(np.int64)
+        if (values < 0).any():
+            row = _first(values < 0)
+            raise self._fail(name, base + row, f"negative {role}={values[row]}")
+        return values
+
+    # ----------------------------------------------------------------- batches
+    def add(self, batch: pa.RecordBatch, consts: Mapping, base: int) -> None:
+        """Reduce one batch; ``base`` is the position of its first row."""
+        rows = batch.num_rows
+        if rows == 0:
+            return
+        parts = [self._key(j, batch, consts, base) for j in range(len(self.plan.keys))]
+        key, size = None, 1
+        for idx, gmap in parts:
+            if idx is not None and len(gmap) > 1:
+                if size * len(gmap) >= 2**62:
+                    raise DataError("too many distinct key values in one batch; lower batch_size")
+                key = idx if key is None else key * len(gmap) + idx
+                size *= len(gmap)
+        key = np.zeros(rows, dtype=np.int64) if key is None else key
+        rollouts = self.plan.kind == "rollouts"
+        outcome = self._outcome(batch, base) if rollouts else None
+        dense, stride = size <= 2 * rows + 65536, size  # bins stay O(batch)
+        if not dense:  # sparse key space: compact it (uniques in first-appearance order)
+            key, decode = pd.factorize(key)
+            key, size = key.astype(np.int64, copy=False), len(decode)
+        if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
+            doubled = np.left_shift(key, 1, dtype=np.int64)
+            doubled |= outcome
+            table = np.bincount(doubled, minlength=2 * size).reshape(size, 2)
+            counts = table[:, 0] + table[:, 1]
+            ks = table[:, 1]
+        else:
+            counts = np.bincount(key, minlength=size)
+        if dense:  # keep only the keys present in this batch
+            decode = np.flatnonzero(counts)
+            counts = counts[decode]
+            ks = ks[decode] if rollouts else None
+        gcodes = []
+        for idx, gmap in parts:
+            if idx is None or len(gmap) == 1:
+                gcodes.append(np.full(len(decode), gmap[0], dtype=np.int64))
+            else:
+                stride //= len(gmap)
+                gcodes.append(gmap[(decode // stride) % len(gmap)])
+        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base)
+        need_rows = self.plan.sample is not None or self.plan.features or not rollouts
+        if need_rows and dense:
+            slot = np.zeros(size, dtype=np.int64)
+            slot[decode] = cell
+            row_cell = slot[key]
+        elif need_rows:
+            row_cell = cell[key]
+        if not rollouts:
+            nrow = self._count(batch, self.plan.n, "n", base)
+            krow = self._count(batch, self.plan.k, "k", base)
+            if (krow > nrow).any():
+                row = _first(krow > nrow)
+                raise self._fail(self.plan.k, base + row, f"k={krow[row]} exceeds n={nrow[row]}")
+            select = decode if dense else slice(None)
+            weights = np.bincount(key, weights=nrow, minlength=size)[select]
+            ks = np.bincount(key, weights=krow, minlength=size)[select].astype(np.int64)
+            if self.plan.duplicates == "error":
+                self._duplicates(row_cell, new_rows, base)
+        self.n.a[cell] += counts if rollouts else weights.astype(np.int64)
+        self.k.a[cell] += ks
+        self.rows.a[cell] += counts
+        if self.plan.sample is not None:
+            self._sample(batch, row_cell, base)
+        for name in self.plan.features:
+            self._feature(name, batch, consts, row_cell, new_cells, new_rows, base)
+
+    def _cells(self, gcodes, key, decode, dense, size, base):
+        """Global cell ids of the present local keys; new cells numbered by first appearance."""
+        sizes = [len(values) for values in self.values]
+        stored = [grow.a[: self.cells] for grow in self.codes]
+        cell = self.cell_index.lookup(gcodes, sizes, stored)
+        new = np.flatnonzero(cell < 0)
+        if new.size == 0:
+            return cell, _EMPTY, _EMPTY
+        if dense:  # first row of each new key: a minimum over the rows holding it
+            first = np.full(size, len(key), dtype=np.int64)
+            head = min(len(key), 8 * len(new) + 4096)  # most keys show up early
+            np.minimum.at(first, key[:head], np.arange(head))
+            late = decode[new][first[decode[new]] == len(key)]
+            if late.size:  # the rest: only rows holding keys not met in the head
+                is_late = np.zeros(size, dtype=bool)
+                is_late[late] = True
+                rows = head + np.flatnonzero(is_late[key[head:]])
+                np.minimum.at(first, key[rows], rows)
+            new_rows = first[decode[new]]
+            sort = np.argsort(new_rows, kind="stable")
+            new, new_rows = new[sort], new_rows[sort]
+        else:  # compacted keys are numbered in first-appearance order already
+            new_rows = np.flatnonzero(_first_flags(key))[new]
+        cell[new] = np.arange(self.cells, self.cells + len(new))
+        self.cell_index.add([codes[new] for codes in gcodes], cell[new])
+        total = self.cells + len(new)
+        for j, grow in enumerate(self.codes):
+            grow.ensure(total)[cell[new]] = gcodes[j][new]
+        for grow in (self.n, self.k, self.rows, self.pos, *self.refs.values()):
+            grow.ensure(total)
+        self.pos.a[cell[new]] = base + new_rows
+        self.cells = total
+        return cell, cell[new], new_rows
+
+    def _duplicates(self, row_cell: np.ndarray, new_rows: np.ndarray, base: int) -> None:
+        repeat = np.ones(len(row_cell), dtype=bool)
+        repeat[new_rows] = False
+        if repeat.any():
+            row = _first(repeat)
+            c = int(row_cell[row])
+            raise DataError(
+                f"{self.locate(int(self.pos.a[c]))} and {self.locate(base + row)}: duplicate "
+                f"cell ({self.cell_text(c)}); pass duplicates='sum' to add their counts"
+            )
+
+    def _sample_codes(self, arr: pa.Array) -> np.ndarray:
+        if pa.types.is_dictionary(arr.type):
+            gmap = self.samples.get_or_add_arrow(arr.dictionary)
+            return gmap[_np(arr.indices)]
+        raw = _np(arr)
+        if raw.dtype.kind in "iu" and raw.min() >= 0 and raw.max() < _SMALL:
+            table = self.sample_table.ensure(int(raw.max()) + 1)  # ids of small integers
+            codes = table[raw]
+            if (codes < 0).any():
+                unknown = np.unique(raw[codes < 0])
+                table[unknown] = self.samples.get_or_add(unknown.tolist())
+                codes = table[raw]
+            return codes
+        codes = np.empty(len(raw), dtype=np.int64)
+        small = (raw >= 0) & (raw < _SMALL) if raw.dtype.kind in "iu" else np.zeros(len(raw), bool)
+        if small.any():
+            values = raw[small].astype(np.int64)
+            table = self.sample_table.ensure(int(values.max()) + 1)
+            unknown = np.unique(values[table[values] < 0])
+            if unknown.size:
+                table[unknown] = self.samples.get_or_add(unknown.tolist())
+            codes[small] = table[values]
+        if not small.all():
+            codes[~small] = self.samples.get_or_add(raw[~small].tolist())
+        return codes
+
+    def _sample(self, batch: pa.RecordBatch, row_cell: np.ndarray, base: int) -> None:
+        name = self.plan.sample
+        arr = batch.column(name)
+        if arr.null_count:
+            raise self._fail(name, base + _first(_np(arr.is_null())), "missing value")
+        codes = self._sample_codes(arr)
+        byte, mask = self.bits.locate(row_cell, codes)
+        seen = (self.bits.a[byte] & mask) != 0
+        if not seen.any() and not self.bits.add(byte, mask):
+            return
+        bit = byte * 8 + (codes & 7)  # error path: find the first repeat
+        row = _first(pd.Series(bit).duplicated().to_numpy() | seen)
+        earlier = np.flatnonzero(bit[:row] == bit[row])
+        where = "an earlier row"
+        if earlier.size:
+            where = self.locate(base + int(earlier[0]))
+        elif self.find is not None:  # in an earlier batch: look it up (error path only)
+            c = int(row_cell[row])
+            values = dict(zip(self.plan.keys, self.raw_key(c), strict=True))
+            values[name] = arr[row].as_py()
+            where = self.locate(self.find(values, 1)[0])
+        message = (
+            f"sample {arr[row].as_py()!r} repeats {where} in the same cell "
+            f"({self.cell_text(int(row_cell[row]))})"
+        )
+        raise self._fail(name, base + row, message)
+
+    def _feature(self, name, batch, consts, row_cell, new_cells, new_rows, base) -> None:
+        if self.varies[name]:
+            return
+        if name in consts:
+            value = np.nan if consts[name] is None else consts[name]
+            values = np.full(batch.num_rows, value, dtype=np.float64)
+        else:
+            arr = batch.column(name).cast(pa.float64())
+            values = _np(arr.fill_null(np.nan) if arr.null_count else arr)
+        ref = self.refs[name].a
+        ref[new_cells] = values[new_rows]
+        expected = ref[row_cell]
+        differs = (values != expected) & ~(np.isnan(values) & np.isnan(expected))
+        if differs.any():
+            if self.plan.drop_varying:
+                self.varies[name] = True
+                return
+            row = _first(differs)
+            first = self.locate(int(self.pos.a[row_cell[row]]))
+            raise DataError(
+                f"column {name!r}, {first} and {self.locate(base + row)}: conflicting feature "
+                f"values {expected[row].item()!r} and {values[row].item()!r} for the same cell"
+            )
+        if self.bad[name] == NO_POS and not np.isfinite(values).all():
+            self.bad[name] = base + _first(~np.isfinite(values))
+
+    # ----------------------------------------------------------------- output
+    def result(self) -> tuple[list[np.ndarray], list[np.ndarray], pd.DataFrame]:
+        """Distinct raw values per key column, each cell's codes into them, per-cell stats.
+
+        Cells are in first-appearance order; the stats columns are combined across
+        partial results by :func:`merge_spec`.
+        """
+        c = self.cells
+        uniques = [index.values() for index in self.values]
+        codes = [grow.a[:c] for grow in self.codes]
+        out = {"n": self.n.a[:c], "k": self.k.a[:c], "_rows": self.rows.a[:c]}
+        out["_pos"] = self.pos.a[:c]
+        for name in self.plan.features:
+            ref = self.refs[name].a[:c]
+            out |= {f"_min:{name}": ref, f"_max:{name}": ref}
+            out |= {f"_nanany:{name}": np.isnan(ref), f"_nanall:{name}": np.isnan(ref)}
+            out[f"_var:{name}"] = np.full(c, self.varies[name])
+            out[f"_bad:{name}"] = np.full(c, self.bad[name], dtype=np.int64)
+        return uniques, codes, pd.DataFrame(out)
+
+    def frame(self) -> pd.DataFrame:
+        """:meth:`result` as one frame: the raw key values of each cell, then the stats."""
+        uniques, codes, stats = self.result()
+        keys = {name: u[c] for name, u, c in zip(self.plan.keys, uniques, codes, strict=True)}
+        return pd.concat([pd.DataFrame(keys), stats], axis=1)
+
+
+def merge_spec(plan: Plan) -> dict[str, str]:
+    """How partial per-cell frames combine (pandas or dask ``groupby(keys).agg``)."""
+    spec = {"n": "sum", "k": "sum", "_rows": "sum", "_pos": "min"}
+    for name in plan.features:
+        spec |= {f"_min:{name}": "min", f"_max:{name}": "max", f"_nanany:{name}": "max"}
+        spec |= {f"_nanall:{name}": "min", f"_var:{name}": "max", f"_bad:{name}": "min"}
+    return spec

@@ -1,0 +1,496 @@
+"""Crossed problem x model pooling: failures of one model told apart by the others.
+
+With only (n, k) per cell, every problem that one model failed n times gets the same
+posterior under :class:`~bayes_regimes.models.regime.RegimeModel`. Evaluation suites
+run many models on the same problems, and how the other models fare on a problem
+says whether this model's failure on it is unlucky or structural.
+
+Model
+-----
+For problem i, model m (the ``group`` of :class:`~bayes_regimes.data.RolloutData`)
+and condition c::
+
+    eta_imc = theta_m - d_i (+ e_c)                  item-response mean, logit scale
+    z_imc ~ Bernoulli(pi_imc), logit pi_imc = gamma + s_i (+ u_m)     structural
+    p_imc | z = 0 ~ Beta(a_imc, b_imc) with mean sigmoid(eta_imc)
+    k_imc ~ Binomial(n_imc, p_imc)
+
+``d_i`` is the problem's difficulty, ``theta_m`` the model's ability, ``e_c`` a
+condition effect (sums to zero), ``s_i`` the problem's structural propensity
+(partially pooled: "nobody ever solves this problem" is a large s_i, "this model
+cannot, others can" a structural cell among solved ones) and ``u_m`` an optional
+per-model structural propensity. p is collapsed analytically (beta-binomial, see
+math.md "Crossed problem x model"):
+
+- ``slab="beta"``: a = sigmoid(eta) kappa, b = sigmoid(-eta) kappa (constant precision).
+- ``slab="beta_logit"`` (default): a = kappa (1 + e^eta), b = kappa (1 + e^-eta).
+  Same mean, precision kappa / (mu (1 - mu)): the spread of logit p is about the
+  same at every mean (sd ~ sqrt(trigamma(kappa)) far from 1/2), as under a
+  logit-normal slab, while the cell stays a closed-form beta-binomial.
+- ``slab="logitnormal"``: logit p ~ Normal(eta, kappa) (kappa is then the logit-scale
+  sd), integrated by the adaptive quadrature of :mod:`bayes_regimes.slabs` (slower).
+
+The propensity s_i ~ Normal(0, propensity_sd) is integrated out per problem by
+Gauss-Hermite quadrature (``PROPENSITY_NODES`` nodes: s_i has the discretised normal
+prior), so the sampler sees only d, theta, kappa, gamma, the scales (and e, u): no
+funnel between a problem's propensity and its difficulty. Given a draw, a cell's
+structural prior *given the other cells of its problem* is
+``pi_eff = sum_j q_j(-cell) sigmoid(gamma + propensity_sd x_j)``, and the cell is
+then exactly a zero-inflated beta-binomial with (pi_eff, a, b): every query of
+RegimeModel (``regimes``, ``expected_gain``, ``pass_at_k``, ``coverage_ceiling``,
+``allocate``, ``ppc``) runs unchanged on :meth:`CrossedRegimeModel.pattern_posterior`
+(one pattern per cell), evaluated chunk by chunk.
+
+Priors (``DEFAULT_PRIORS``; scales are half-normal)
+---------------------------------------------------
+``theta_m = ability_loc + ability_sd z_m`` and ``d_i = difficulty_sd z_i`` with z
+standard normal and summing to zero (so ``ability_loc`` is the logit mean of the
+average model on the average problem, without a ridge against the mean
+difficulty); ``ability_loc ~ Normal(0, 3)``, ``ability_sd ~ HalfNormal(1.5)``,
+``difficulty_sd ~ HalfNormal(2)``; ``log kappa ~ Normal(1, 1.5)``; ``gamma ~
+Normal(-1, 1.5)``; ``propensity_sd ~ HalfNormal(1.5)``; ``u_m = model_propensity_sd
+z_m``, ``model_propensity_sd ~ HalfNormal(0.5)``; ``e ~ ZeroSumNormal(condition_sd)``,
+``condition_sd ~ HalfNormal(1)``; with ``discrimination=True``, ``log lambda_m =
+discrimination_sd z_m`` (zero-sum), ``discrimination_sd ~ HalfNormal(0.5)``.
+
+Larger suites
+-------------
+The cost of a gradient is linear in the number of cells (one beta-binomial per cell,
+plus ``PROPENSITY_NODES`` mixture terms per failed cell); 50 models x 500 problems x
+10 samples (25,000 cells) fits with nutpie on 2 CPU cores in the time reported in
+``benchmarks/results/crossed_scale.md``. Beyond that:
+
+- ``fit(sampler="numpyro")`` compiles the same model with JAX; on a GPU the per-cell
+  terms run as one vectorised kernel (no GPU was available where this was written,
+  so no GPU timing is reported; on CPU nutpie is the faster backend).
+- ``fit(method="advi")`` (or ``"fullrank_advi"``) is a fast variational
+  approximation (:mod:`bayes_regimes.models.crossed_vi`); its error against NUTS is
+  measured in ``benchmarks/results/crossed_vi.md``. It is flagged by its own checks
+  (ELBO convergence, Pareto k of the approximation) and should be used to explore,
+  not for final intervals.
+- The per-cell log-likelihood (for LOO) is stored only up to ``LOG_LIK_LIMIT`` cells x
+  draws; the queries never hold more than one block of cells x draws.
+
+Posterior dims: ``model``, ``problem``, ``condition``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_regimes import queries as q
+from bayes_regimes import slabs
+from bayes_regimes.data import Patterns, RolloutData
+from bayes_regimes.diagnostics import tag
+from bayes_regimes.errors import DataError
+from bayes_regimes.models import crossed_vi
+from bayes_regimes.models.crossed_draws import (
+    PROPENSITY_NODES,
+    SLABS,
+    CrossedDrawsMixin,
+    gauss_hermite,
+    slab_shapes,
+)
+from bayes_regimes.models.regime import RegimeModel
+
+DEFAULT_PRIORS: dict[str, tuple[float, float] | float] = {
+    "ability_loc": (0.0, 3.0),
+    "ability_sd": 1.5,
+    "difficulty_sd": 2.0,
+    "log_kappa": (1.0, 1.5),
+    "logit_pi": (-1.0, 1.5),
+    "propensity_sd": 1.5,
+    "model_propensity_sd": 0.5,
+    "condition_sd": 1.0,
+    "discrimination_sd": 0.5,
+}
+#: Largest cells x posterior samples for which the per-cell log-likelihood is stored.
+LOG_LIK_LIMIT = 20_000_000
+
+
+def _labels(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
+    """Crossed problem x model zero-inflated beta-binomial (item-response slab mean).
+
+    Parameters
+    ----------
+    data : RolloutData
+        Cells with a problem column and a model column (the ``group``), optionally a
+        condition column. At least two models.
+    slab : {"beta_logit", "beta", "logitnormal"}
+        Slab family around the item-response mean (see the module docstring).
+    structural : bool
+        Include the per-cell point mass at p = 0.
+    epsilon, threshold : float
+        As in :class:`~bayes_regimes.models.regime.RegimeModel`.
+    priors : dict, optional
+        Overrides of :data:`DEFAULT_PRIORS`.
+    condition_effect : bool
+        Add a condition effect on the logit mean when the data has >= 2 conditions.
+    model_propensity : bool
+        Add a per-model term u_m to the structural logit.
+    kappa_by : {"global", "model"}
+        One slab concentration, or one per model (partially pooled).
+    discrimination : bool
+        Two-parameter item response: eta = theta_m - lambda_m d_i, with a per-model
+        sensitivity to difficulty lambda_m = exp(discrimination_sd z_m) (z sums to
+        zero, so the geometric mean of lambda is 1). Small models whose successes
+        follow the common difficulty only loosely get lambda < 1.
+    pooling : {"crossed"}
+        Set by ``RegimeModel(data, pooling="crossed")``, which returns this class.
+
+    Examples
+    --------
+    >>> from bayes_regimes import RegimeModel, RolloutData
+    >>> from bayes_regimes.models.crossed_tools import simulate_crossed
+    >>> sim = simulate_crossed(n_problems=60, n_models=4, n=10, random_seed=0)
+    >>> model = RegimeModel(RolloutData.from_counts(sim.counts, group="model"), pooling="crossed")
+    >>> type(model).__name__
+    'CrossedRegimeModel'
+    >>> model.fit(draws=200, tune=200, chains=2, progressbar=False)  # doctest: +SKIP
+    >>> model.regimes().head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data: RolloutData,
+        slab: str = "beta_logit",
+        structural: bool = True,
+        epsilon: float = 1e-3,
+        threshold: float = 0.9,
+        priors: dict[str, Any] | None = None,
+        *,
+        condition_effect: bool = True,
+        model_propensity: bool = False,
+        kappa_by: str = "global",
+        discrimination: bool = False,
+        pooling: str = "crossed",
+    ) -> None:
+        if pooling != "crossed":
+            raise ValueError(f"CrossedRegimeModel has pooling='crossed', got {pooling!r}")
+        if slab not in SLABS:
+            raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
+        if kappa_by not in ("global", "model"):
+            raise ValueError(f"kappa_by must be 'global' or 'model', got {kappa_by!r}")
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+        if not 0.5 < threshold < 1:
+            raise ValueError(f"threshold must be in (0.5, 1), got {threshold}")
+        unknown = set(priors or {}) - set(DEFAULT_PRIORS)
+        if unknown:
+            raise ValueError(f"unknown prior(s) {sorted(unknown)}; known: {list(DEFAULT_PRIORS)}")
+        if not isinstance(data, RolloutData):
+            raise TypeError("data must be a RolloutData")
+        cells = data.cells
+        if cells["group"].nunique() < 2:
+            raise DataError(
+                "column 'group': pooling='crossed' needs a model column with at least two "
+                "models (pass it as the group, e.g. read_rollouts(path, group='model'))"
+            )
+        merged = {**DEFAULT_PRIORS, **(priors or {})}
+        merged = {k: list(v) if isinstance(v, tuple | list) else v for k, v in merged.items()}
+        super(RegimeModel, self).__init__(
+            data,
+            slab=slab,
+            structural=bool(structural),
+            epsilon=float(epsilon),
+            threshold=float(threshold),
+            priors=merged,
+            condition_effect=bool(condition_effect),
+            model_propensity=bool(model_propensity),
+            kappa_by=kappa_by,
+            discrimination=bool(discrimination),
+            pooling="crossed",
+        )
+        self._problem, self.problems = _labels(cells["problem"])
+        self._model, self.models = _labels(cells["group"])
+        self._condition, self.conditions = _labels(cells["condition"])
+        self._use_condition = bool(condition_effect) and len(self.conditions) > 1
+        self._k = cells["k"].to_numpy(np.int64)
+        self._n = cells["n"].to_numpy(np.int64)
+        # Every cell is its own pattern (its parameters differ from every other cell's).
+        table = pd.DataFrame(
+            {
+                "stratum": data.stratum_index.astype(np.int64),
+                "n": self._n,
+                "k": self._k,
+                "count": np.ones(len(cells), dtype=np.int64),
+            }
+        )
+        self._patterns = Patterns(table, np.arange(len(cells), dtype=np.int64))
+        # Model and condition of each stratum (strata are "model" or "model|condition").
+        first = pd.Series(np.arange(len(cells))).groupby(data.stratum_index).first().to_numpy()
+        self._stratum_model = self._model[first]
+        self._stratum_condition = self._condition[first]
+        self._cache: tuple[xr.DataTree, dict[str, np.ndarray]] | None = None
+        self._family = slabs.get_slab("logitnormal" if slab == "logitnormal" else "beta")
+
+    # -- model -------------------------------------------------------------------------
+    @property
+    def diagnostic_vars(self) -> list[str]:  # type: ignore[override]
+        cfg = self.config
+        names = ["ability", "difficulty", "ability_loc", "ability_sd", "difficulty_sd", "kappa"]
+        if cfg["kappa_by"] == "model":
+            names.append("kappa_sd")
+        if cfg["discrimination"]:
+            names += ["discrimination", "discrimination_sd"]
+        if self._use_condition:
+            names += ["condition_effect", "condition_sd"]
+        if cfg["structural"]:
+            names += ["logit_pi_loc", "propensity_sd", "propensity"]
+            if cfg["model_propensity"]:
+                names += ["model_propensity", "model_propensity_sd"]
+        return names
+
+    def build_model(self):
+        """The PyMC model: a Potential on the per-problem marginal log-likelihood."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        cfg, pr = self.config, self.config["priors"]
+        i, m, c = self._problem, self._model, self._condition
+        n, k = self._n.astype(float), self._k.astype(float)
+        coords = {"problem": self.problems, "model": self.models, "condition": self.conditions}
+        with pm.Model(coords=coords) as model:
+            loc = pm.Normal("ability_loc", *pr["ability_loc"])
+            sd = pm.HalfNormal("ability_sd", pr["ability_sd"])
+            z = pm.ZeroSumNormal("ability_z", sigma=1.0, dims="model")
+            ability = pm.Deterministic("ability", loc + sd * z, dims="model")
+            d_sd = pm.HalfNormal("difficulty_sd", pr["difficulty_sd"])
+            d_z = pm.ZeroSumNormal("difficulty_z", sigma=1.0, dims="problem")
+            difficulty = pm.Deterministic("difficulty", d_sd * d_z, dims="problem")
+            if cfg["discrimination"]:
+                l_sd = pm.HalfNormal("discrimination_sd", pr["discrimination_sd"])
+                l_z = pm.ZeroSumNormal("discrimination_z", sigma=1.0, dims="model")
+                lam = pm.Deterministic("discrimination", pt.exp(l_sd * l_z), dims="model")
+                eta = ability[m] - lam[m] * difficulty[i]
+            else:
+                eta = ability[m] - difficulty[i]
+            if self._use_condition:
+                c_sd = pm.HalfNormal("condition_sd", pr["condition_sd"])
+                effect = pm.ZeroSumNormal("condition_effect", sigma=c_sd, dims="condition")
+                eta = eta + effect[c]
+            log_kappa = pm.Normal("log_kappa_loc", *pr["log_kappa"])
+            if cfg["kappa_by"] == "model":
+                k_sd = pm.HalfNormal("kappa_sd", 0.5)
+                k_z = pm.Normal("kappa_z", 0.0, 1.0, dims="model")
+                kappa = pm.Deterministic("kappa", pt.exp(log_kappa + k_sd * k_z), dims="model")
+                kappa_cell = kappa[m]
+            else:
+                kappa_cell = pm.Deterministic("kappa", pt.exp(log_kappa))
+            a, b = slab_shapes(eta, kappa_cell, cfg["slab"], pt.softplus, pt.exp)
+            z0, z1 = np.flatnonzero(k == 0), np.flatnonzero(k > 0)
+            if cfg["slab"] == "logitnormal":
+                ns = slabs._pt_namespace()
+                slab0 = slabs._ln_log_moment(ns, k[z0], n[z0], a[z0], b[z0])
+                slab1 = slabs._ln_log_moment(ns, k[z1], n[z1], a[z1], b[z1])
+            else:
+                g = pt.gammaln
+                a0, b0, a1, b1, n1, k1 = a[z0], b[z0], a[z1], b[z1], n[z1], k[z1]
+                slab0 = g(b0 + n[z0]) - g(b0) - g(a0 + b0 + n[z0]) + g(a0 + b0)
+                slab1 = g(a1 + k1) - g(a1) + g(b1 + n1 - k1) - g(b1) - g(a1 + b1 + n1) + g(a1 + b1)
+            if not cfg["structural"]:
+                pm.Potential("loglik", pt.sum(slab0) + pt.sum(slab1))
+                return model
+            x, w = gauss_hermite(PROPENSITY_NODES)
+            gamma = pm.Normal("logit_pi_loc", *pr["logit_pi"])
+            s_sd = pm.HalfNormal("propensity_sd", pr["propensity_sd"])
+            logit_pi = (gamma + s_sd * x)[None, :]  # (1, nodes)
+            logit0 = logit1 = logit_pi
+            if cfg["model_propensity"]:
+                u_sd = pm.HalfNormal("model_propensity_sd", pr["model_propensity_sd"])
+                u_z = pm.Normal("model_propensity_z", 0.0, 1.0, dims="model")
+                u = pm.Deterministic("model_propensity", u_sd * u_z, dims="model")
+                logit0, logit1 = logit_pi + u[m[z0]][:, None], logit_pi + u[m[z1]][:, None]
+            # A failed cell is a mixture at every node of the propensity; a solved one is
+            # (1 - pi) times its slab term, which does not depend on the node.
+            zero_ll = pt.logaddexp(-pt.softplus(-logit0), -pt.softplus(logit0) + slab0[:, None])
+            per_problem = pt.zeros((len(self.problems), len(x)))
+            per_problem = pt.inc_subtensor(per_problem[i[z0]], zero_ll)
+            if cfg["model_propensity"]:
+                per_problem = pt.inc_subtensor(per_problem[i[z1]], -pt.softplus(logit1))
+            else:
+                solved = np.bincount(i[z1], minlength=len(self.problems)).astype(float)
+                per_problem = per_problem - solved[:, None] * pt.softplus(logit_pi)
+            joint = per_problem + np.log(w)[None, :]
+            total = pt.logsumexp(joint, axis=1)
+            post_w = pt.exp(joint - total[:, None])
+            pm.Deterministic("propensity", s_sd * (post_w @ x), dims="problem")
+            pm.Potential("loglik", pt.sum(total) + pt.sum(slab1))
+        return model
+
+    def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray | None:
+        """log P(cell | other cells of its problem, draw): (chain, draw, pattern).
+
+        None above :data:`LOG_LIK_LIMIT` (no LOO then). Leaving one cell out is what
+        PSIS-LOO needs here: the propensity is integrated out, so cells of a problem
+        are dependent given the sampled parameters.
+        """
+        n_ch, n_dr = posterior.sizes["chain"], posterior.sizes["draw"]
+        n_cells = self.data.n_cells
+        if n_cells * n_ch * n_dr > LOG_LIK_LIMIT:
+            return None
+        post = self.pattern_posterior()
+        ll = np.empty((n_ch * n_dr, n_cells))
+        for idx in post.chunks():
+            pi, a, b = post.hyper(idx)
+            ll[:, idx] = self._family.logpmf(post.k[idx], post.n[idx], pi, a, b)
+        return xr.DataArray(
+            ll.reshape(n_ch, n_dr, n_cells),
+            dims=("chain", "draw", "pattern"),
+            coords={
+                "chain": posterior["chain"].values,
+                "draw": posterior["draw"].values,
+                "pattern": np.arange(n_cells),
+            },
+        )
+
+    def _assemble(self, dt: xr.DataTree, **fit_info: Any) -> xr.DataTree:
+        # The per-cell log-likelihood needs the posterior in place first.
+        self.idata = xr.DataTree.from_dict({"posterior": dt["posterior"].to_dataset()})
+        self._cache = None
+        return super()._assemble(dt, **fit_info)
+
+    def pattern_posterior(self) -> q.PatternPosterior:
+        """Per-cell (pi, a, b) draws, computed chunk by chunk from the latent draws.
+
+        ``population()`` is a new problem for each stratum (model, condition): a
+        mixture over Gauss-Hermite nodes of its difficulty, with the structural
+        probability averaged over the propensity prior.
+        """
+        dr = self._draws()
+        pat = self._patterns.table
+        cache: dict[str, tuple] = {}
+
+        def population():
+            if "pop" not in cache:
+                sm = self._stratum_model
+                cache["pop"] = self._new_cells(
+                    dr, [None] * len(sm), list(sm), self._stratum_condition
+                )
+            return cache["pop"]
+
+        return q.PatternPosterior(
+            n=pat["n"].to_numpy(),
+            k=pat["k"].to_numpy(),
+            count=pat["count"].to_numpy(),
+            stratum=pat["stratum"].to_numpy(),
+            hyper=lambda idx: self._cell_hyper(dr, np.asarray(idx)),
+            population=population,
+            strata=list(self.data.strata),
+            n_draws=dr["ability"].shape[0],
+            population_weights=gauss_hermite()[1],
+            slab=None if self._family.name == "beta" else self._family,
+        )
+
+    # -- new cells ----------------------------------------------------------------------
+    def predict_new_cell(
+        self,
+        problem,
+        model,
+        *,
+        condition: str | None = None,
+        ks=(1, 10, 100, 1000),
+        ci_prob: float = q.CI_PROB,
+    ) -> pd.DataFrame:
+        """Posterior predictive for cells never attempted: (problem, model) pairs.
+
+        A known problem and a known model use their posterior difficulty, ability and
+        propensity (the problem's propensity given all its observed cells); an
+        unknown problem (or model) is a new draw from its population, integrated by
+        Gauss-Hermite quadrature. Intervals are over the posterior of the parameters.
+
+        Parameters
+        ----------
+        problem, model : str or sequence of str
+            Labels: one each, or equal-length sequences of pairs.
+        condition : str, optional
+            Condition label (default: the first condition).
+        ks : sequence of int
+            pass@k of a fresh run of k attempts on the new cell.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per pair: problem, model, condition, known_problem, known_model,
+            p_mean, p_zero (structural probability), p_structural (P(p < epsilon)),
+            and ``pass@{k}_mean`` / ``_low`` / ``_high``.
+        """
+        problems = np.atleast_1d(np.asarray(problem, dtype=object)).astype(str)
+        models = np.atleast_1d(np.asarray(model, dtype=object)).astype(str)
+        problems, models = np.broadcast_arrays(problems, models)
+        cond = self.conditions[0] if condition is None else str(condition)
+        if cond not in self.conditions:
+            raise ValueError(f"unknown condition {cond!r}; known: {self.conditions}")
+        p_pos = {p: j for j, p in enumerate(self.problems)}
+        m_pos = {p: j for j, p in enumerate(self.models)}
+        pi, a, b = self._new_cells(
+            self._draws(),
+            [p_pos.get(p) for p in problems],
+            [m_pos.get(m) for m in models],
+            [self.conditions.index(cond)] * len(problems),
+        )
+        w = gauss_hermite()[1]
+        eps, fam = self.config["epsilon"], self._family
+        out = pd.DataFrame(
+            {
+                "problem": problems,
+                "model": models,
+                "condition": cond,
+                "known_problem": [p in p_pos for p in problems],
+                "known_model": [m in m_pos for m in models],
+                "p_mean": (fam.posterior_mean_p(0, 0, pi, a, b) @ w).mean(axis=0),
+                "p_zero": (pi @ w).mean(axis=0),
+                "p_structural": (fam.prob_below(eps, 0, 0, pi, a, b) @ w).mean(axis=0),
+            }
+        )
+        for kk in np.atleast_1d(ks).astype(np.int64):
+            passk = fam.pass_at_k_new_problem(kk, pi, a, b) @ w
+            mean, low, high = q.summarise_draws(passk, ci_prob)
+            out[f"pass@{kk}_mean"], out[f"pass@{kk}_low"], out[f"pass@{kk}_high"] = mean, low, high
+        return tag(out, self.diagnostics())
+
+    def problem_summary(self, ci_prob: float = q.CI_PROB) -> pd.DataFrame:
+        """Per problem: difficulty (mean and interval), propensity (posterior mean) and
+        ``p_zero_new_model``, the structural probability of a new model on it."""
+        dr = self._draws()
+        mean, low, high = q.summarise_draws(dr["difficulty"], ci_prob)
+        out = pd.DataFrame({"problem": self.problems, "difficulty": mean, "difficulty_low": low})
+        out["difficulty_high"] = high
+        if self.config["structural"]:
+            out["propensity"] = self.posterior["propensity"].mean(("chain", "draw")).values
+            log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
+            zeros = np.zeros((len(dr["gamma"]), len(self.problems)))
+            pi = self._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_sd"][:, None])
+            out["p_zero_new_model"] = pi.mean(axis=0)
+        return tag(out, self.diagnostics())
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, draws: int = 1000, tune: int = 1000, chains: int = 4, *, method="nuts", **kw):
+        """NUTS (``method="nuts"``, see :meth:`BaseModel.fit`) or variational inference.
+
+        ``method="advi"`` / ``"fullrank_advi"`` runs
+        :func:`~bayes_regimes.models.crossed_vi.fit_vi` (a fast approximation;
+        keyword arguments ``n_steps``, ``random_seed``, ``progressbar``) and keeps
+        ``draws`` draws of the approximation; its diagnostics are the ELBO
+        convergence and the Pareto k of the approximation.
+        """
+        if method == "nuts":
+            return super().fit(draws=draws, tune=tune, chains=chains, **kw)
+        return crossed_vi.fit_vi(self, method=method, draws=draws, **kw)
+
+    def diagnostics(self):
+        """MCMC diagnostics, or the variational checks for a VI fit (see crossed_vi)."""
+        fit_info = json.loads(self._require_fit().attrs.get("fit", "{}"))
+        if fit_info.get("method", "nuts") != "nuts" and self._diagnostics is None:
+            self._diagnostics = crossed_vi.vi_report(self._require_fit())
+        return super().diagnostics()

@@ -1,0 +1,238 @@
+"""Simulated crossed suites and regime comparisons between models or methods.
+
+Examples
+--------
+>>> sim = simulate_crossed(n_problems=3, n_models=2, n=4, random_seed=0)
+>>> sim.counts.shape
+(6, 4)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bayes_regimes import queries as q
+from bayes_regimes.diagnostics import tag
+from bayes_regimes.models.crossed_draws import _expit, slab_shapes
+from bayes_regimes.models.regime import RegimeModel
+
+
+@dataclass(frozen=True)
+class CrossedBenchmark:
+    """A simulated crossed suite: ``counts`` (problem_id, model, n, k), ``truth``
+    (aligned with counts: p, structural, eta) and the true ``params``."""
+
+    counts: pd.DataFrame
+    truth: pd.DataFrame
+    params: dict
+
+
+def simulate_crossed(
+    n_problems: int = 100,
+    n_models: int = 5,
+    n: int = 10,
+    *,
+    slab: str = "beta_logit",
+    ability_loc: float = -1.0,
+    ability_sd: float = 1.0,
+    difficulty_sd: float = 1.5,
+    kappa: float = 1.0,
+    logit_pi: float = -2.0,
+    propensity_sd: float = 1.5,
+    model_propensity_sd: float = 0.5,
+    condition_effects=None,
+    random_seed: int | None = None,
+) -> CrossedBenchmark:
+    """Simulate the crossed model (every problem attempted n times by every model).
+
+    With ``condition_effects`` (logit shifts, one per condition), every (problem,
+    model) pair is run under every condition, and ``counts`` has a ``condition``
+    column.
+
+    Examples
+    --------
+    >>> sim = simulate_crossed(n_problems=3, n_models=2, n=4, random_seed=0)
+    >>> sim.counts.shape, list(sim.truth.columns)
+    ((6, 4), ['problem_id', 'model', 'eta', 'p', 'structural'])
+    """
+    rng = np.random.default_rng(random_seed)
+    ability = ability_loc + ability_sd * rng.standard_normal(n_models)
+    difficulty = difficulty_sd * rng.standard_normal(n_problems)
+    propensity = propensity_sd * rng.standard_normal(n_problems)
+    model_prop = model_propensity_sd * rng.standard_normal(n_models)
+    effects = np.zeros(1) if condition_effects is None else np.asarray(condition_effects, float)
+    i, m, c = np.unravel_index(
+        np.arange(n_problems * n_models * effects.size), (n_problems, n_models, effects.size)
+    )
+    eta = ability[m] - difficulty[i] + effects[c]
+    structural = rng.random(eta.size) < _expit(logit_pi + propensity[i] + model_prop[m])
+    a, b = slab_shapes(eta, kappa, slab)
+    slab_p = (
+        _expit(a + b * rng.standard_normal(a.size)) if slab == "logitnormal" else rng.beta(a, b)
+    )
+    p = np.where(structural, 0.0, slab_p)
+    problems = np.array([f"q{j:04d}" for j in range(n_problems)])
+    models = np.array([f"m{j:02d}" for j in range(n_models)])
+    counts = pd.DataFrame({"problem_id": problems[i], "model": models[m]})
+    if condition_effects is not None:
+        counts["condition"] = np.array([f"c{j}" for j in range(effects.size)])[c]
+    counts["n"], counts["k"] = n, rng.binomial(n, p)
+    truth = pd.DataFrame(
+        {
+            "problem_id": problems[i],
+            "model": models[m],
+            "eta": eta,
+            "p": p,
+            "structural": structural,
+        }
+    )
+    params = {
+        "ability": dict(zip(models, ability, strict=True)),
+        "difficulty": dict(zip(problems, difficulty, strict=True)),
+        "propensity": dict(zip(problems, propensity, strict=True)),
+        "model_propensity": dict(zip(models, model_prop, strict=True)),
+        "kappa": kappa,
+        "logit_pi_loc": logit_pi,
+        "slab": slab,
+    }
+    return CrossedBenchmark(counts, truth, params)
+
+
+def structural_fraction_draws(model: RegimeModel, epsilon: float | None = None) -> np.ndarray:
+    """Per draw and stratum, the expected fraction of cells with p < epsilon.
+
+    Works for any fitted RegimeModel (crossed or not): the mean over a stratum's
+    cells of P(p < epsilon | data, draw); shape (samples, strata).
+    """
+    eps = model.config["epsilon"] if epsilon is None else float(epsilon)
+    post = model.pattern_posterior()
+
+    slab = q.slab_of(post)
+
+    def below(idx):
+        pi, *theta = post.hyper(idx)
+        return slab.prob_below(eps, post.k[idx], post.n[idx], pi, *theta)
+
+    return q._stratum_average(post, below)
+
+
+def compare_structural(
+    model: RegimeModel, epsilon: float | None = None, ci_prob: float = q.CI_PROB
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Regime fractions per group with credible intervals, and P(A more structural than B).
+
+    Returns
+    -------
+    fractions : pandas.DataFrame
+        One row per stratum: cells, solved (observed fraction), structural_mean /
+        _low / _high (fraction of cells with p < epsilon) and recoverable_mean / _low
+        / _high (failed cells that are not structural).
+    prob_more : pandas.DataFrame
+        Strata x strata: posterior probability that the row's structural fraction
+        exceeds the column's.
+    """
+    draws = structural_fraction_draws(model, epsilon)
+    post = model.pattern_posterior()
+    cells = np.bincount(post.stratum, weights=post.count)
+    solved = np.bincount(post.stratum, weights=post.count * (post.k > 0)) / cells
+    mean, low, high = q.summarise_draws(draws, ci_prob)
+    rec_mean, rec_low, rec_high = q.summarise_draws((1 - solved) - draws, ci_prob)
+    fractions = pd.DataFrame(
+        {
+            "group": post.strata,
+            "cells": cells.astype(int),
+            "solved": solved,
+            "structural_mean": mean,
+            "structural_low": low,
+            "structural_high": high,
+            "recoverable_mean": rec_mean,
+            "recoverable_low": rec_low,
+            "recoverable_high": rec_high,
+        }
+    )
+    more = (draws[:, :, None] > draws[:, None, :]).mean(axis=0)
+    prob_more = pd.DataFrame(more, index=post.strata, columns=post.strata)
+    return tag(fractions, model.diagnostics()), prob_more
+
+
+def posterior_p_draws(
+    model: RegimeModel, n_draws: int = 200, random_seed: int | np.random.Generator | None = None
+) -> np.ndarray:
+    """Exact posterior draws of every cell's p, shape (n_draws, cells), cell order.
+
+    Each row takes one hyper-parameter draw; given it, every cell's p is drawn
+    independently: 0 with probability w, else from the slab posterior.
+    """
+    rng = np.random.default_rng(random_seed)
+    post = model.pattern_posterior()
+    slab = q.slab_of(post)
+    cp = model._patterns.cell_pattern
+    draws = rng.choice(post.n_draws, size=n_draws, replace=n_draws > post.n_draws)
+    out = np.empty((n_draws, cp.size))
+    order = np.argsort(cp, kind="stable")
+    for idx in post.chunks():
+        cells = order[np.isin(cp[order], idx)]
+        pos = np.searchsorted(idx, cp[cells])
+        pi, *theta = (x[draws][:, pos] for x in post.hyper(idx))
+        k, n = post.k[cp[cells]], post.n[cp[cells]]
+        w = np.exp(slab.log_structural_weight(k, n, pi, *theta))
+        p = slab.sample_slab_p(rng, k, n, *theta)
+        out[:, cells] = np.where(rng.random(p.shape) < w, 0.0, p)
+    return out
+
+
+def heldout_method(
+    split: pd.DataFrame,
+    ks=(100, 1000, 10000),
+    *,
+    group: str | None = "model",
+    interval_prob: float = 0.89,
+    random_seed: int | np.random.Generator | None = None,
+    problem: str = "problem_id",
+    n_draws: int = 200,
+    fit: dict | None = None,
+    record: dict | None = None,
+    **model_kwargs,
+):
+    """A RegimeModel (``pooling=`` in ``model_kwargs``) as a held-out method.
+
+    Same contract as :mod:`bayes_regimes.baselines`: fits on (n_train, k_train),
+    returns a :class:`~bayes_regimes.heldout.HeldoutPrediction` with the posterior
+    mean rescue probability ``G(n_test)`` of every training failure, the rescued
+    fraction and fresh-run pass@k per group, and predictive intervals from exact
+    posterior draws of p. ``record`` (a dict) receives the fitted model, its
+    diagnostics summary and the fit time.
+    """
+    import time
+
+    from bayes_regimes.baselines import _assemble, _train
+    from bayes_regimes.data import RolloutData
+    from bayes_regimes.heldout import predictive_intervals, validate_ks
+
+    labels, n, k, n_test = _train(split, group)
+    ks_arr = validate_ks(ks)
+    rng = np.random.default_rng(random_seed)
+    counts = pd.DataFrame({"problem": split[problem].to_numpy(), "n": n, "k": k})
+    counts["group"] = labels
+    data = RolloutData.from_counts(counts, problem="problem", group="group")
+    model = RegimeModel(data, **model_kwargs)
+    fit_kw = {"draws": 1000, "tune": 1000, "chains": 2, "progressbar": False}
+    fit_kw |= {"random_seed": int(rng.integers(2**31))} | (fit or {})
+    start = time.perf_counter()
+    model.fit(**fit_kw)
+    seconds = time.perf_counter() - start
+    gain = model.expected_gain(n_test)["gain_mean"].to_numpy()
+    passk = np.stack([model.expected_gain(int(kk))["gain_mean"].to_numpy() for kk in ks_arr], 1)
+    intervals = None
+    if n_draws:
+        p_draws = posterior_p_draws(model, n_draws, rng)
+        intervals = predictive_intervals(
+            split, p_draws, ks_arr, group=group, interval_prob=interval_prob, random_seed=rng
+        )
+    if record is not None:
+        record.update(model=model, diagnostics=model.diagnostics().summary(), fit_seconds=seconds)
+    name = f"regime_{model.config.get('pooling', 'group')}"
+    return _assemble(name, labels, k, gain, passk, ks_arr, intervals=intervals)

@@ -1,0 +1,766 @@
+"""Multi-condition model: each failure's success probability under retry and interventions.
+
+Data are cells (problem, group, condition) with ``k`` successes of ``n`` trials.
+A trial is either one rollout (``attempts = 1``) or one *repair context* rescued
+when one of ``r`` attempts succeeds (best-of-r, the paper's rescue@3): then
+``k`` is the number K of D contexts rescued and the context-level probability is
+``q = 1 - (1 - p)^r`` with p the per-attempt success probability.
+
+Model
+-----
+For problem i (a (group, problem) unit) and condition c, with standardised
+features ``x_i``::
+
+    u_i ~ Normal(0, 1)                                   latent ability, shared
+    logit mu_ic = alpha_gc + loading_c * u_i + x_i . gamma_c
+    logit pi_ic = lam_gc   - rho * u_i     + x_i . delta_c   structural propensity
+    z_ic ~ Bernoulli(pi_ic);  p_ic = 0 if z_ic else p_ic ~ Beta(mu_ic kappa_c, (1 - mu_ic) kappa_c)
+    K_ic ~ Binomial(D_ic, 1 - (1 - p_ic)^r_c)
+
+The conditions are correlated through ``u_i`` (positive loadings: a problem that is
+easier under one condition is easier under all), each has its own point mass at
+p = 0, and the features shift both the slab mean and the structural propensity of
+every condition: that regression is what routes a *new* failure from its features.
+Given ``u_i``, p_ic is integrated out exactly: the best-of-r marginal under the
+zero-inflated Beta slab is the all-positive sum of
+:func:`bayes_regimes.closed_form.best_of_r_zi_logpmf`, here in pytensor
+(:func:`best_of_r_zi_logp`). The only latent dimension is one ``u_i`` per problem.
+
+Why this design: the Beta slab keeps the best-of-r likelihood exact (no quadrature
+in p) and makes every conditional posterior of p a finite Beta mixture, so
+regimes and expected rescue come from closed forms per draw; one scalar factor
+``u_i`` is the smallest structure that correlates the conditions. With several
+groups, ``alpha`` and ``lam`` get partially pooled group offsets (shared scale per
+parameter), so a new group draws its offsets from that population.
+
+Selection
+---------
+The paper's table holds only problems that failed at least once. With
+``selection=`` naming a condition of per-rollout counts (``attempts = 1``: ``n``
+rollouts, ``k`` successes, for example the original rollouts ``n_failed`` failed of
+``N``), every problem is known to have ``k < n`` there, and the likelihood is the
+conditional one given that selection: ``u_i ~ Normal(0, 1)`` describes *all*
+problems, and each unit's term is divided by
+``P(at least one failure | theta, x_i) = E_u[1 - (1 - pi) E(p^N | u)]``, computed by
+Gauss-Hermite quadrature over u. New failures are then drawn from the selected
+population (``route_new``).
+
+Priors (override with ``priors=``): ``alpha ~ N(0, 1.5)``, ``lam ~ N(-2, 1.5)``,
+``loading ~ HalfNormal(1)``, ``rho ~ HalfNormal(1)``, ``log kappa ~ N(1.5, 1)``,
+``gamma, delta ~ N(0, 0.5)`` per standardised feature, group offsets
+``HalfNormal(1)`` scales times ``N(0, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_regimes import closed_form as cf
+from bayes_regimes.data import RolloutData
+from bayes_regimes.errors import DataError
+from bayes_regimes.models.base import BaseModel
+
+__all__ = ["DEFAULT_PRIORS", "InterventionModel", "best_of_r_zi_logp", "simulate_interventions"]
+
+DEFAULT_PRIORS: dict[str, Any] = {
+    "alpha": [0.0, 1.5],
+    "lam": [-2.0, 1.5],
+    "loading": 1.0,
+    "rho": 1.0,
+    "log_kappa": [1.5, 1.0],
+    "coef": 0.5,
+    "group_sd": 1.0,
+}
+
+
+def _buckets(nterm: np.ndarray) -> list[np.ndarray]:
+    """Cells with more than one positive term, grouped by powers of two of their count."""
+    out = []
+    top = int(nterm.max()) if nterm.size else 1
+    lo = 1
+    while lo < top:
+        hi = 2 * lo
+        idx = np.flatnonzero((nterm > lo) & (nterm <= hi))
+        if idx.size:
+            out.append(idx)
+        lo = hi
+    return out
+
+
+def _pad_coefs(K: np.ndarray, r: np.ndarray, width: int) -> np.ndarray:
+    """Coefficients of (1 + x + ... + x^(r-1))^K per cell, zero-padded to ``width``."""
+    out = np.zeros((K.size, width))
+    for row, (kk, rr) in enumerate(zip(K, r, strict=True)):
+        c = np.exp(cf._log_window_coefs(int(kk), int(rr)))
+        out[row, : c.size] = c
+    return out
+
+
+def best_of_r_zi_logp(
+    K, D, r, a, b, log_pi, log_1m_pi, *, kappa=None, kappa_index=None, total: bool = False
+):
+    """Pytensor log P(K of D contexts | best-of-r, zero-inflated Beta(a, b) slab), per cell.
+
+    The same all-positive sum as :func:`bayes_regimes.closed_form.best_of_r_zi_logpmf`:
+    ``C(D, K) sum_s c_s B(a + K, b + t + s) / B(a, b)`` with ``t = r (D - K)`` and
+    ``c_s`` the coefficients of ``(1 + x + ... + x^(r-1))^K``. It is evaluated as
+    ``log C(D, K) + log B(a + K, b + t) / B(a, b) + log sum_s c_s R_s`` where
+    ``R_s = prod_{j < s} (b + t + j) / (a + b + K + t + j)`` is a ratio of Beta
+    functions below 1 (a cumulative product, no alternating signs, ``R_0 = 1``).
+
+    Parameters
+    ----------
+    K, D, r : numpy.ndarray of int
+        Data per cell (constants, 1-D); cells with D = 0 contribute 0.
+    a, b, log_pi, log_1m_pi : pytensor vectors
+        Slab shapes and log structural weights per cell.
+    kappa, kappa_index : pytensor vector and int array, optional
+        When every cell's ``a + b`` equals ``kappa[kappa_index]``, the log-gamma
+        terms of ``a + b`` are computed once per (kappa entry, K + t) instead of
+        per cell.
+    total : bool
+        Return the sum over cells (cheaper: no scatter of the multi-term cells).
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> K, D, r = np.array([0, 2]), np.array([5, 5]), np.array([3, 3])
+    >>> a, b = pt.as_tensor([1.0, 1.0]), pt.as_tensor([4.0, 4.0])
+    >>> lp, l1 = pt.as_tensor(np.log([0.2, 0.2])), pt.as_tensor(np.log([0.8, 0.8]))
+    >>> out = best_of_r_zi_logp(K, D, r, a, b, lp, l1).eval()
+    >>> bool(np.allclose(out, cf.best_of_r_zi_logpmf(K, D, r, 0.2, 1.0, 4.0)))
+    True
+    """
+    import pytensor.tensor as pt
+
+    K, D, r = (np.asarray(v, dtype=np.int64).ravel() for v in (K, D, r))
+    t = r * (D - K)
+    M = K + t
+    nterm = np.where(K > 0, K * (r - 1) + 1, 1)
+    if np.any(np.log(np.maximum(nterm, 1)) + K * np.log(np.maximum(r, 1)) > 600):
+        raise ValueError("K * log(r) too large for the linear-space sum of terms")
+    # log B(a + K, b + t) / B(a, b) = [lg(a+K) - lg(a)] + [lg(b+t) - lg(b)] - [lg(kab+M) - lg(kab)]
+    base = pt.as_tensor(cf.log_binom(D, K))
+    pos = np.flatnonzero(K > 0)
+    if pos.size:
+        base = pt.inc_subtensor(base[pos], pt.gammaln(a[pos] + K[pos]) - pt.gammaln(a[pos]))
+    tp = np.flatnonzero(t > 0)
+    if tp.size:
+        base = pt.inc_subtensor(base[tp], pt.gammaln(b[tp] + t[tp]) - pt.gammaln(b[tp]))
+    if kappa is None:
+        kab = a + b
+        base = base - (pt.gammaln(kab + M) - pt.gammaln(kab))
+    else:
+        kidx = np.asarray(kappa_index, dtype=np.int64).ravel()
+        pairs, inv = np.unique(np.stack([kidx, M], axis=1), axis=0, return_inverse=True)
+        kp = kappa[pairs[:, 0]]
+        table = pt.gammaln(kp + pairs[:, 1]) - pt.gammaln(kp)
+        base = base - table[inv.ravel()]
+        kab = kappa[kidx]
+    extras = []
+    for idx in _buckets(nterm):
+        width = int(nterm[idx].max())
+        coef = _pad_coefs(K[idx], r[idx], width)
+        j = np.arange(width - 1, dtype=float)[None, :]
+        y = (b[idx] + t[idx])[:, None]
+        ratio = (y + j) / (kab[idx][:, None] + M[idx][:, None] + j)
+        R = pt.concatenate([pt.ones((idx.size, 1)), pt.cumprod(ratio, axis=1)], axis=1)
+        extras.append((idx, pt.log(pt.sum(coef * R, axis=1))))
+    zero = K == 0
+    if total:
+        w0 = np.where(zero & (D > 0), 1.0, 0.0)
+        w1 = np.where(zero, 0.0, 1.0)
+        out = pt.sum(w0 * pt.logaddexp(log_pi, log_1m_pi + base))
+        out += pt.sum(w1 * (log_1m_pi + base))
+        return out + sum((pt.sum(e) for _, e in extras), pt.constant(0.0))
+    slab = base
+    for idx, e in extras:
+        slab = pt.inc_subtensor(slab[idx], e)
+    return pt.switch(zero, pt.logaddexp(log_pi, log_1m_pi + slab), log_1m_pi + slab)
+
+
+def _as_map(value, conditions: list[str], name: str, cast) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(conditions)
+        if unknown:
+            raise ValueError(f"{name}: unknown condition(s) {sorted(unknown)}; known {conditions}")
+        default = 1
+        return {c: cast(value.get(c, default)) for c in conditions}
+    return {c: cast(value) for c in conditions}
+
+
+class _Layout:
+    """Units (group, problem) x conditions grid of the data (D = 0 where not observed)."""
+
+    def __init__(self, data: RolloutData, conditions: list[str], features: list[str]):
+        cells = data.cells
+        key = cells["group"].astype(str) + "\x1f" + cells["problem"].astype(str)
+        unit_code, uniq = pd.factorize(key, sort=False)
+        first = np.unique(unit_code, return_index=True)[1]
+        self.problem = cells["problem"].to_numpy()[first].astype(str)
+        self.group_label = cells["group"].to_numpy()[first].astype(str)
+        self.groups = list(dict.fromkeys(self.group_label))
+        self.group = np.array([self.groups.index(g) for g in self.group_label], dtype=np.int64)
+        cond = cells["condition"].astype(str).map({c: j for j, c in enumerate(conditions)})
+        self.cell_unit = unit_code.astype(np.int64)
+        self.cell_cond = cond.to_numpy().astype(np.int64)
+        shape = (len(uniq), len(conditions))
+        self.K = np.zeros(shape, np.int64)
+        self.D = np.zeros(shape, np.int64)
+        self.K[self.cell_unit, self.cell_cond] = cells["k"].to_numpy()
+        self.D[self.cell_unit, self.cell_cond] = cells["n"].to_numpy()
+        self.X = np.zeros((len(uniq), len(features)))
+        for f, name in enumerate(features):
+            values = cells[name].to_numpy(dtype=float)
+            ref = values[first][self.cell_unit]
+            bad = values != ref
+            if bad.any():
+                row = int(np.argmax(bad))
+                raise DataError(
+                    f"column {name!r}, row {row}: feature differs between conditions of problem "
+                    f"{cells['problem'].iloc[row]!r}; features must be per problem"
+                )
+            self.X[:, f] = values[first]
+        self.labels = (
+            self.problem
+            if len(self.groups) == 1
+            else np.array([f"{g}/{p}" for g, p in zip(self.group_label, self.problem, strict=True)])
+        )
+
+    @property
+    def n_units(self) -> int:
+        return self.K.shape[0]
+
+
+class InterventionModel(BaseModel):
+    """Joint hierarchical model of each failure's p under retry and every intervention.
+
+    Parameters
+    ----------
+    data : RolloutData
+        Cells with a condition column (problem, group, condition, n, k, features).
+    baseline : str, optional
+        The plain-resampling condition (default ``"retry"`` when present, else the
+        first condition).
+    attempts : int or dict
+        Attempts per trial r (best-of-r), one for all conditions or per condition
+        (missing ones get 1). 1 means k counts successful rollouts.
+    costs : dict, optional
+        Cost per trial of each condition (default 1), used by :meth:`route`.
+    features : list of str, optional
+        Per-problem feature columns of ``data`` used in the regression (default:
+        all of ``data.features``); standardised over the units of ``data``.
+    selection : str, optional
+        Condition of per-rollout counts on which every problem failed at least once
+        (the rows were selected on it); see the module notes.
+    epsilon : float
+        "p < epsilon" defines "beyond reach" (as in the core model, default 1e-3).
+    tau_steer, tau_hard : float
+        Regime thresholds mirroring the paper's Eq. 2 (defaults 0.05 and 0.5).
+    group_effects : bool
+        Partially pooled group offsets of alpha and lam when there are several groups.
+    selection_features : bool
+        Regress the selection condition on the features too (default False: it
+        depends on them only through u, which makes the selection normaliser one
+        quadrature per (group, N) instead of one per problem).
+    n_nodes : int
+        Gauss-Hermite nodes over u of the selection normaliser.
+    priors : dict, optional
+        Overrides of :data:`DEFAULT_PRIORS`.
+
+    Examples
+    --------
+    >>> from bayes_regimes.models.interventions import InterventionModel, simulate_interventions
+    >>> counts, truth = simulate_interventions(n_problems=60, random_seed=1)
+    >>> data = RolloutData.from_counts(counts, condition="condition", features=["x0"])
+    >>> model = InterventionModel(data, attempts=3)
+    >>> model.fit(draws=150, tune=150, chains=2, progressbar=False)  # doctest: +SKIP
+    >>> model.route().head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data: RolloutData,
+        baseline: str | None = None,
+        attempts: int | Mapping[str, int] = 1,
+        costs: Mapping[str, float] | None = None,
+        features: Sequence[str] | None = None,
+        selection: str | None = None,
+        epsilon: float = 1e-3,
+        tau_steer: float = 0.05,
+        tau_hard: float = 0.5,
+        group_effects: bool = True,
+        selection_features: bool = False,
+        n_nodes: int = 12,
+        priors: Mapping[str, Any] | None = None,
+    ) -> None:
+        conds = list(dict.fromkeys(data.cells["condition"].astype(str)))
+        if baseline is None:
+            baseline = "retry" if "retry" in conds else conds[0]
+        if baseline not in conds:
+            raise DataError(f"baseline condition {baseline!r} not in the data ({conds})")
+        if selection is not None and selection not in conds:
+            raise DataError(f"selection condition {selection!r} not in the data ({conds})")
+        if selection == baseline:
+            raise ValueError("the selection condition must differ from the baseline")
+        order = [baseline] + [c for c in conds if c not in (baseline, selection)]
+        order += [selection] if selection else []
+        if len(order) - (selection is not None) < 2:
+            raise DataError(f"need a baseline and at least one intervention; found {conds}")
+        feats = list(data.features) if features is None else [str(f) for f in features]
+        missing = [f for f in feats if f not in data.features]
+        if missing:
+            raise DataError(f"feature(s) {missing} not among the data's features {data.features}")
+        if not 0 < epsilon < 1:
+            raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
+        unknown = set(priors or {}) - set(DEFAULT_PRIORS)
+        if unknown:
+            raise ValueError(f"unknown prior(s) {sorted(unknown)}; known: {list(DEFAULT_PRIORS)}")
+        att = _as_map(attempts, order, "attempts", int)
+        if any(v < 1 for v in att.values()):
+            raise ValueError("attempts must be >= 1")
+        cost = _as_map(costs or 1.0, order, "costs", float)
+        if any(not v > 0 for v in cost.values()):
+            raise ValueError("costs must be positive")
+        if selection is not None and att[selection] != 1:
+            raise ValueError("the selection condition must count single rollouts (attempts 1)")
+        merged = {
+            k: list(v) if isinstance(v, tuple | list) else v for k, v in DEFAULT_PRIORS.items()
+        }
+        merged.update(
+            {k: list(v) if isinstance(v, tuple | list) else v for k, v in (priors or {}).items()}
+        )
+        super().__init__(
+            data,
+            baseline=baseline,
+            attempts=att,
+            costs=cost,
+            features=feats,
+            selection=selection,
+            epsilon=float(epsilon),
+            tau_steer=float(tau_steer),
+            tau_hard=float(tau_hard),
+            group_effects=bool(group_effects),
+            selection_features=bool(selection_features),
+            n_nodes=int(n_nodes),
+            priors=merged,
+        )
+        self._conditions = order
+        self.layout = _Layout(data, order, feats)
+        lay = self.layout
+        self._x_mean = lay.X.mean(axis=0)
+        sd = lay.X.std(axis=0)
+        self._x_sd = np.where(sd > 0, sd, 1.0)
+        self.Z = (lay.X - self._x_mean) / self._x_sd
+        self.r = np.array([att[c] for c in order], dtype=np.int64)
+        if selection is not None:
+            s = order.index(selection)
+            missing_sel = lay.D[:, s] == 0
+            full = (lay.K[:, s] == lay.D[:, s]) & ~missing_sel
+            for bad, what in ((missing_sel, "has no cell"), (full, "never failed")):
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise DataError(
+                        f"problem {lay.labels[i]!r}: {what} in selection condition {selection!r}"
+                    )
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def conditions(self) -> list[str]:
+        """Conditions in model order: baseline, interventions, then the selection one."""
+        return list(self._conditions)
+
+    @property
+    def candidates(self) -> list[str]:
+        """Conditions a failure can be routed to: the baseline and the interventions."""
+        return [c for c in self.conditions if c != self.config["selection"]]
+
+    @property
+    def interventions(self) -> list[str]:
+        """The candidates other than the baseline."""
+        return self.candidates[1:]
+
+    @property
+    def _multi_group(self) -> bool:
+        return self.config["group_effects"] and len(self.layout.groups) > 1
+
+    def _nodes(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Gauss-Hermite nodes and log weights of u ~ Normal(0, 1)."""
+        x, w = np.polynomial.hermite_e.hermegauss(count or self.config["n_nodes"])
+        return x, np.log(w / w.sum())
+
+    def build_model(self):
+        """The PyMC model (Potentials on the exact best-of-r likelihood given u)."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        lay, pr, C = self.layout, self.config["priors"], len(self.conditions)
+        coords = {
+            "problem": list(lay.labels),
+            "condition": self.conditions,
+            "group": lay.groups,
+            "feature": self.config["features"],
+            "regressed": [c for c in self.conditions if c != self.config["selection"]],
+        }
+        with pm.Model(coords=coords) as model:
+            alpha_eff = self._grouped(pm, "alpha", pr["alpha"])
+            lam_eff = self._grouped(pm, "lam", pr["lam"])
+            loading_eff = pm.HalfNormal("loading_eff", pr["loading"], dims="condition")
+            rho_eff = pm.HalfNormal("rho_eff", pr["rho"])
+            log_kappa = pm.Normal("log_kappa", *pr["log_kappa"], dims="condition")
+            ustd, u_scale, u_mean, u_b, zbar = self._latent(pm, pt)
+            # centring group of each group (all groups share one without group effects)
+            gmap = (
+                np.arange(len(lay.groups)) if self._multi_group else np.zeros(len(lay.groups), int)
+            )
+            loading = pm.Deterministic("loading", loading_eff / u_scale, dims="condition")
+            rho = pm.Deterministic("rho", rho_eff / u_scale)
+            sel = self.config["selection"]
+            F = self.Z.shape[1]
+            if F:
+                gamma_eff, delta_eff = self._coefs(pm, pt, pr["coef"], loading, rho, u_b)
+                xg, xd = pt.dot(self.Z, gamma_eff.T), pt.dot(self.Z, delta_eff.T)  # (unit, cond)
+                # true coefficients: u's in-sample projection on the features removed
+                gamma_true = pm.Deterministic(
+                    "gamma",
+                    gamma_eff - loading[:, None] * u_b[None, :],
+                    dims=("condition", "feature"),
+                )
+                delta_true = pm.Deterministic(
+                    "delta", delta_eff + rho * u_b[None, :], dims=("condition", "feature")
+                )
+                zb = pt.dot(zbar, u_b)[gmap][:, None]  # (group, 1): group mean of Z . b
+            else:
+                xg = xd = pt.zeros((lay.n_units, C))
+                zb = pt.zeros((len(lay.groups), 1))
+            um = u_mean[gmap][:, None]
+            alpha = pm.Deterministic(
+                "alpha", alpha_eff - loading[None, :] * (um - zb), dims=("group", "condition")
+            )
+            lam = pm.Deterministic("lam", lam_eff + rho * (um - zb), dims=("group", "condition"))
+            g = lay.group
+            # dense (unit, condition) grid; cells with D = 0 contribute nothing
+            multi = self._multi_group
+            alpha_g, lam_g = (alpha_eff[g], lam_eff[g]) if multi else (alpha_eff[0], lam_eff[0])
+            eta = alpha_g + ustd[:, None] * loading_eff[None, :] + xg
+            zeta = lam_g - rho_eff * ustd[:, None] + xd
+            kappa = pt.exp(log_kappa)
+            a = (kappa[None, :] * pt.sigmoid(eta)).ravel()
+            b = (kappa[None, :] * pt.sigmoid(-eta)).ravel()
+            lp = best_of_r_zi_logp(
+                lay.K,
+                lay.D,
+                np.broadcast_to(self.r, lay.K.shape),
+                a,
+                b,
+                -pt.softplus(-zeta).ravel(),
+                -pt.softplus(zeta).ravel(),
+                kappa=kappa,
+                kappa_index=np.broadcast_to(np.arange(C), lay.K.shape),
+                total=True,
+            )
+            pm.Potential("loglik", lp)
+            if sel is not None:
+                s = self.conditions.index(sel)
+                node, logw = self._nodes()
+                N = lay.D[:, s]
+                if self.config["selection_features"]:
+                    rows, count, gs = np.arange(lay.n_units), np.ones(lay.n_units), g
+                    m_eta = alpha[g, s] + pt.dot(self.Z, gamma_true[s])
+                    m_zeta = lam[g, s] + pt.dot(self.Z, delta_true[s])
+                else:  # one quadrature per (group, N)
+                    pairs, rows, count = np.unique(
+                        np.stack([g, N], axis=1), axis=0, return_index=True, return_counts=True
+                    )
+                    gs = pairs[:, 0]
+                    m_eta, m_zeta = alpha[gs, s], lam[gs, s]
+                Nr = N[rows].astype(float)[:, None]
+                eta_q = m_eta[:, None] + loading[s] * node[None, :]
+                zeta_q = m_zeta[:, None] - rho * node[None, :]
+                kap = kappa[s]
+                aq = kap * pt.sigmoid(eta_q)
+                # log E[p^N] = log B(a + N, b) - log B(a, b), with a + b = kappa
+                log_pn = (
+                    pt.gammaln(aq + Nr) - pt.gammaln(aq) - pt.gammaln(kap + Nr) + pt.gammaln(kap)
+                )
+                log_all_succeed = -pt.softplus(zeta_q) + log_pn
+                log_sel = pt.logsumexp(logw[None, :] + pt.log1mexp(log_all_succeed), axis=1)
+                pm.Potential("selection", -pt.sum(count * log_sel))
+        return model
+
+    def _coefs(self, pm, pt, scale: float, loading, rho, u_b):
+        """Effective feature coefficients (condition, feature) seen by the likelihood.
+
+        A selection condition that is not regressed has true coefficients 0, so its
+        effective ones are ``loading * b`` and ``-rho * b``."""
+        dims = ("condition", "feature")
+        if self.config["selection"] is None or self.config["selection_features"]:
+            gamma = pm.Normal("gamma_eff", 0.0, scale, dims=dims)
+            delta = pm.Normal("delta_eff", 0.0, scale, dims=dims)
+            return gamma, delta
+        s = len(self.conditions) - 1  # the selection condition is last
+        out = []
+        for name, fixed in (("gamma", loading[s] * u_b), ("delta", -rho * u_b)):
+            free = pm.Normal(f"{name}_free", 0.0, scale, dims=("regressed", "feature"))
+            both = pt.concatenate([free, fixed[None, :]], axis=0)
+            out.append(pm.Deterministic(f"{name}_eff", both, dims=dims))
+        return out
+
+    def _latent(self, pm, pt):
+        """u ~ Normal(0, 1) iid per problem, decomposed into independent pieces.
+
+        For iid standard normals, the group means (``u_mean``, Normal(0, 1/n_g)),
+        the projection on the group-centred features (``b``, Normal(0, (X'X)^-1)),
+        the residual sum of squares (``u_ss``, chi-square with n - G - F degrees)
+        and the residual's direction are independent. The likelihood sees u only
+        through the standardised residual direction ``ustd``, the effective
+        intercepts, loadings and feature coefficients; the location, scale and
+        feature projection of u, which would otherwise form ridges with alpha, the
+        loadings and gamma, are explicit low-dimensional parameters. Returns (ustd,
+        u_scale, u_mean, b, group means of Z) and records ``u`` itself.
+        """
+        lay = self.layout
+        n, F = lay.n_units, self.Z.shape[1]
+        G = len(lay.groups) if self._multi_group else 1
+        cg = lay.group if self._multi_group else np.zeros_like(lay.group)
+        n_g = np.bincount(cg, minlength=G).astype(float)
+        ind = np.zeros((n, G))
+        ind[np.arange(n), cg] = 1.0
+        zbar = (ind.T @ self.Z) / np.maximum(n_g, 1.0)[:, None]  # (G, F)
+        xc = self.Z - zbar[cg]
+        basis = np.column_stack([ind, xc])
+        q, rdiag = np.linalg.qr(basis)
+        rank = int(np.sum(np.abs(np.diag(rdiag)) > 1e-9 * max(1.0, np.abs(rdiag).max())))
+        if rank < basis.shape[1]:
+            raise DataError("features are collinear with the groups; drop or combine some")
+        dof = n - rank
+        if dof < 2:
+            raise DataError(f"need more problems than groups + features + 1, got {n}")
+        w = pm.Normal("u_direction", 0.0, 1.0, dims="problem")
+        wr = w - pt.dot(q, pt.dot(q.T, w))
+        ustd = wr / pt.sqrt(pt.mean(wr**2))
+        u_mean = pm.Normal("u_mean", 0.0, 1.0 / np.sqrt(n_g), shape=G)
+        u_ss = pm.ChiSquared("u_ss", nu=dof)
+        u_scale = pm.Deterministic("u_scale", pt.sqrt(u_ss / n))
+        if F:
+            chol = np.linalg.cholesky(np.linalg.inv(xc.T @ xc))
+            u_b = pm.Deterministic(
+                "u_b", pt.dot(chol, pm.Normal("u_b_z", 0.0, 1.0, dims="feature")), dims="feature"
+            )
+            proj = pt.dot(xc, u_b)
+        else:
+            u_b, proj = pt.zeros(0), 0.0
+        pm.Deterministic("u", u_mean[cg] + proj + u_scale * ustd, dims="problem")
+        return ustd, u_scale, u_mean, u_b, zbar
+
+    def _grouped(self, pm, name: str, prior):
+        """(group, condition) intercept at the sample's mean ability: condition location
+        plus pooled group offsets (``<name>_eff``)."""
+        loc = pm.Normal(f"{name}_loc", *prior, dims="condition")
+        dims = ("group", "condition")
+        if not self._multi_group:
+            n_g = len(self.layout.groups)
+            return pm.Deterministic(f"{name}_eff", pm.math.stack([loc] * n_g), dims=dims)
+        sd = pm.HalfNormal(f"{name}_sd", self.config["priors"]["group_sd"])
+        z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"{name}_eff", loc[None, :] + sd * z, dims=dims)
+
+    # -- draws ---------------------------------------------------------------------------
+    def draws(self, posterior: xr.Dataset | None = None) -> dict[str, np.ndarray]:
+        """Posterior draws flattened over (chain, draw): alpha, lam (S, G, C), loading,
+        log_kappa (S, C), rho (S,), gamma, delta (S, C, F), u (S, units)."""
+        post = self.posterior if posterior is None else posterior
+        F = len(self.config["features"])
+
+        def flat(name, dims):
+            da = post[name].transpose("chain", "draw", *dims)
+            return da.values.reshape(-1, *da.shape[2:])
+
+        out = {
+            "alpha": flat("alpha", ("group", "condition")),
+            "lam": flat("lam", ("group", "condition")),
+            "loading": flat("loading", ("condition",)),
+            "log_kappa": flat("log_kappa", ("condition",)),
+            "rho": flat("rho", ()),
+            "u": flat("u", ("problem",)),
+        }
+        S, C = out["loading"].shape
+        for name in ("gamma", "delta"):
+            out[name] = flat(name, ("condition", "feature")) if F else np.zeros((S, C, 0))
+        return out
+
+    @staticmethod
+    def hyper(dr: dict, g: np.ndarray, Z: np.ndarray, u: np.ndarray, c: np.ndarray):
+        """pi, a, b of shape (S, n) for units (group index ``g``, standardised features
+        ``Z``) at latent ``u`` (S, n) under condition indices ``c`` (n,)."""
+        eta = dr["alpha"][:, g, c] + dr["loading"][:, c] * u
+        zeta = dr["lam"][:, g, c] - dr["rho"][:, None] * u
+        eta = eta + np.einsum("nf,snf->sn", Z, dr["gamma"][:, c, :])
+        zeta = zeta + np.einsum("nf,snf->sn", Z, dr["delta"][:, c, :])
+        kappa = np.exp(dr["log_kappa"][:, c])
+        from scipy.special import expit
+
+        a = np.maximum(kappa * expit(eta), 1e-300)
+        b = np.maximum(kappa * expit(-eta), 1e-300)
+        return expit(zeta), a, b
+
+    def _cell_hyper(self, dr: dict, iu: np.ndarray, ic: np.ndarray):
+        return self.hyper(dr, self.layout.group[iu], self.Z[iu], dr["u"][:, iu], ic)
+
+    #: Largest draws x problems array stored as the log-likelihood group.
+    max_loglik_elements: ClassVar[int] = 1_500_000
+
+    def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray | None:
+        """Log-likelihood of each problem (all its cells, given its u), dims (chain, draw,
+        pattern) with one pattern per problem; None when larger than
+        :attr:`max_loglik_elements` (the fit then stores no log-likelihood)."""
+        lay = self.layout
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        if n_chain * n_draw * lay.n_units > self.max_loglik_elements:
+            return None
+        dr = self.draws(posterior)
+        iu, ic = np.nonzero(lay.D > 0)
+        out = np.zeros((dr["u"].shape[0], lay.n_units))
+        step = max(1, 400_000 // out.shape[0])
+        for lo in range(0, iu.size, step):
+            sl = slice(lo, lo + step)
+            pi, a, b = self._cell_hyper(dr, iu[sl], ic[sl])
+            K, D, r = lay.K[iu[sl], ic[sl]], lay.D[iu[sl], ic[sl]], self.r[ic[sl]]
+            np.add.at(out.T, iu[sl], cf.best_of_r_zi_logpmf(K, D, r, pi, a, b).T)
+        return xr.DataArray(
+            out.reshape(n_chain, n_draw, lay.n_units),
+            dims=("chain", "draw", "pattern"),
+            coords={
+                "chain": posterior["chain"].values,
+                "draw": posterior["draw"].values,
+                "pattern": np.arange(lay.n_units),
+            },
+        )
+
+    def observed_dataset(self) -> xr.Dataset:
+        """Per problem (dim ``pattern``) and condition: contexts n, rescued k, attempts."""
+        lay = self.layout
+        return xr.Dataset(
+            {
+                "k": (("pattern", "condition"), lay.K),
+                "n": (("pattern", "condition"), lay.D),
+                "attempts": ("condition", self.r),
+                "count": ("pattern", np.ones(lay.n_units, np.int64)),
+                "group_index": ("pattern", lay.group),
+            },
+            coords={"pattern": np.arange(lay.n_units), "condition": self.conditions},
+        )
+
+    # -- queries (see bayes_regimes.routing) ----------------------------------------------
+    def route(self, costs: Mapping[str, float] | None = None, **kwargs: Any) -> pd.DataFrame:
+        """Per failure: regime probabilities, expected rescue per condition, recommendation.
+
+        See :func:`bayes_regimes.routing.route_fitted` for the columns and options.
+        """
+        from bayes_regimes.routing import route_fitted
+
+        return route_fitted(self, costs=costs, **kwargs)
+
+    def route_new(
+        self, new: pd.DataFrame, costs: Mapping[str, float] | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Prospective routing of new failures from their features only.
+
+        See :func:`bayes_regimes.routing.route_new` for the columns and options.
+        """
+        from bayes_regimes.routing import route_new
+
+        return route_new(self, new, costs=costs, **kwargs)
+
+    def regime_fractions(self, by: Mapping[str, str] | None = None, **kwargs: Any) -> pd.DataFrame:
+        """Posterior of the fraction of failures in each regime, per group (or ``by``).
+
+        See :func:`bayes_regimes.routing.regime_fractions`.
+        """
+        from bayes_regimes.routing import regime_fractions
+
+        return regime_fractions(self, by=by, **kwargs)
+
+
+def simulate_interventions(
+    n_problems: int = 200,
+    conditions: Sequence[str] = ("retry", "hint", "steer"),
+    contexts: int = 10,
+    attempts: int = 3,
+    alpha: Sequence[float] = (-1.5, -1.0, -2.0),
+    loading: Sequence[float] = (1.5, 1.5, 1.5),
+    kappa: Sequence[float] = (5.0, 5.0, 5.0),
+    lam: Sequence[float] = (-2.0, -2.0, -2.0),
+    rho: float = 1.0,
+    gamma: Sequence[float] = (0.0, 0.0, 1.0),
+    delta: Sequence[float] = (0.0, 0.0, 0.0),
+    selection_rollouts: int | None = None,
+    random_seed: int | None = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate the generative model of :class:`InterventionModel` with one feature ``x0``.
+
+    Parameters
+    ----------
+    n_problems : int
+        Problems simulated (before selection).
+    conditions : sequence of str
+        Condition names, the first is the baseline.
+    contexts, attempts : int
+        D contexts per cell, each rescued by best-of-``attempts``.
+    alpha, loading, kappa, lam, gamma, delta : sequence of float
+        One value per condition (``gamma``, ``delta``: coefficient of the feature).
+    rho : float
+        Loading of the structural propensity on ``-u``.
+    selection_rollouts : int, optional
+        Add an ``"original"`` condition of this many single rollouts (its
+        parameters: the baseline's) and keep only problems with a failure there.
+
+    Returns
+    -------
+    counts : pandas.DataFrame
+        problem_id, condition, n, k, x0.
+    truth : pandas.DataFrame
+        problem_id, condition, p, structural, u (selected problems only).
+
+    Examples
+    --------
+    >>> counts, truth = simulate_interventions(n_problems=5, random_seed=0)
+    >>> sorted(counts["condition"].unique())
+    ['hint', 'retry', 'steer']
+    """
+    from scipy.special import expit
+
+    rng = np.random.default_rng(random_seed)
+    conds = list(conditions)
+    pars = [np.asarray(v, float) for v in (alpha, loading, kappa, lam, gamma, delta)]
+    if selection_rollouts:
+        conds.append("original")
+        pars = [np.append(v, v[0]) for v in pars]
+    al, lo, ka, la, ga, de = pars
+    u = rng.normal(size=n_problems)
+    x = rng.normal(size=n_problems)
+    mu = expit(al[None, :] + lo[None, :] * u[:, None] + ga[None, :] * x[:, None])
+    pi = expit(la[None, :] - rho * u[:, None] + de[None, :] * x[:, None])
+    z = rng.random(mu.shape) < pi
+    p = np.where(z, 0.0, rng.beta(mu * ka, (1 - mu) * ka))
+    r = np.full(len(conds), attempts)
+    D = np.full(len(conds), contexts)
+    if selection_rollouts:
+        r[-1], D[-1] = 1, selection_rollouts
+    q = 1.0 - (1.0 - p) ** r[None, :]
+    k = rng.binomial(D[None, :], q)
+    keep = np.ones(n_problems, bool) if not selection_rollouts else k[:, -1] < D[-1]
+    ids = np.array([f"p{i}" for i in range(n_problems)])
+    rows, truth = [], []
+    for i in np.flatnonzero(keep):
+        for j, c in enumerate(conds):
+            rows.append((ids[i], c, int(D[j]), int(k[i, j]), x[i]))
+            truth.append((ids[i], c, p[i, j], bool(z[i, j]), u[i]))
+    counts = pd.DataFrame(rows, columns=["problem_id", "condition", "n", "k", "x0"])
+    truth_df = pd.DataFrame(truth, columns=["problem_id", "condition", "p", "structural", "u"])
+    return counts, truth_df

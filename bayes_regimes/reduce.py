@@ -1,0 +1,538 @@
+"""Reduce rollout logs larger than memory to per-cell counts, streamed or on a Dask cluster.
+
+The likelihood needs only ``(n, k)`` per cell, so a rollout log of any size is read
+once: :func:`reduce_rollouts` scans a Parquet dataset (one file, a directory tree,
+hive-partitioned or not, or a glob) batch by batch with ``pyarrow.dataset`` and keeps
+only per-cell state (see ``_streaming.py``). Paths go through fsspec, so ``s3://``,
+``gs://``, ``memory://`` and ``file://`` URLs work like local paths.
+
+Order
+    Files are read in lexicographic order of their paths (names starting with ``.``
+    or ``_`` are skipped), row groups in file order, rows in row-group order. Cells
+    are numbered in order of first appearance in that scan, so the result equals
+    :meth:`RolloutData.from_rollouts` (or ``from_counts``) on the rows of the files
+    concatenated in that order, hive partition columns appended as typed columns
+    (what ``pyarrow.dataset.dataset(files, partitioning="hive").to_table()`` gives).
+Memory
+    Bounded by the batch size, the scanner's read-ahead and the number of cells, not
+    by the number of rows. Only the optional ``sample=`` check grows with the rows:
+    one bit per (cell, distinct sample value), ``rows / 8`` bytes when samples are
+    numbered ``0 .. n-1`` in every cell.
+Errors
+    A bad row raises :class:`~bayes_regimes.errors.DataError` naming the column, the
+    file, the row group and the row within it (rows count from 0), e.g.
+    ``column 'correct', file 'logs/part-3.parquet', row group 2, row 17: correct must
+    be 0/1 or boolean, got 2``. A repeated sample also names the earlier row.
+Distributed
+    With ``client=`` (a ``dask.distributed.Client`` or a scheduler address), each file
+    is read and reduced on a worker by the same code (so its errors name the file and
+    row group), and ``dask.dataframe``'s ``groupby().agg()`` merges the per-file
+    partial counts in a tree reduction. The result is identical to the single-process
+    one. A sample repeated across files is found by a dask ``groupby().size()`` and
+    then located here.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import pandas as pd
+>>> folder = tempfile.mkdtemp()
+>>> for m in ("a", "b"):
+...     os.makedirs(f"{folder}/model={m}")
+...     rows = pd.DataFrame({"problem_id": ["p1", "p1", "p2"], "correct": [1, 0, 0]})
+...     rows.to_parquet(f"{folder}/model={m}/part-0.parquet")
+>>> data = reduce_rollouts(folder, group="model", progress=False)
+>>> data.cells[["problem", "group", "n", "k"]].values.tolist()
+[['p1', 'a', 2, 1], ['p2', 'a', 1, 0], ['p1', 'b', 2, 1], ['p2', 'b', 1, 0]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from bayes_regimes._streaming import NO_POS, POS_SHIFT, Plan, Reducer, merge_spec
+from bayes_regimes.data import (
+    _RESERVED,
+    RolloutData,
+    _as_list,
+    _first_flags,
+    _labels,
+    detect_input_kind,
+    validate_columns,
+)
+from bayes_regimes.errors import DataError
+
+__all__ = ["DEFAULT_BATCH_SIZE", "reduce_rollouts"]
+
+DEFAULT_BATCH_SIZE = 1 << 20
+_MASK = (1 << POS_SHIFT) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """A resolved dataset: an fsspec filesystem, its sorted files and their base folder."""
+
+    fs: Any
+    files: tuple
+    base: str
+    partitioning: Any
+    schema: pa.Schema | None = None
+    parts: tuple = ()  # partition field names
+
+    def arrow_fs(self) -> Any:
+        return None if isinstance(self.fs, LocalFileSystem) else self.fs
+
+    def dataset(self, plan: Plan | None = None, files: Sequence[int] | None = None) -> ds.Dataset:
+        strings = []
+        if plan is not None and self.schema is not None:
+            skip = _partition_names(self)
+            strings = [
+                c
+                for c in (*plan.keys, plan.outcome, plan.sample)
+                if c in self.schema.names
+                and c not in skip
+                and _is_string(self.schema.field(c).type)
+            ]
+        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=strings))
+        paths = list(self.files) if files is None else [self.files[i] for i in files]
+        return ds.dataset(
+            paths,
+            format=fmt,
+            filesystem=self.arrow_fs(),
+            partitioning=self.partitioning,
+            partition_base_dir=self.base,
+            schema=None
+            if self.schema is None or plan is None
+            else _read_schema(self.schema, strings),
+        )
+
+    def locate(self, pos: int) -> str:
+        """Text naming the file, row group and row of a row position."""
+        path, row = self.files[pos >> POS_SHIFT], pos & _MASK
+        meta = pq.ParquetFile(path, filesystem=self.arrow_fs()).metadata
+        start = 0
+        for group in range(meta.num_row_groups):
+            size = meta.row_group(group).num_rows
+            if row < start + size:
+                return f"file {path!r}, row group {group}, row {row - start}"
+            start += size
+        return f"file {path!r}, row {row}"  # pragma: no cover - beyond the file's metadata
+
+    def rows_matching(self, values: dict, limit: int) -> list[int]:
+        """Positions of the first ``limit`` rows (in scan order) equal to ``values``.
+
+        Files whose partition values differ, and row groups whose statistics exclude
+        the values, are skipped unread.
+        """
+        in_path = {c: v for c, v in values.items() if c in self.parts}
+        in_file = {c: v for c, v in values.items() if c not in self.parts}
+        expr = None
+        for name, value in in_file.items():
+            term = ds.field(name) == value
+            expr = term if expr is None else expr & term
+        dataset = self.dataset(None)
+        fragments = {fragment.path: fragment for fragment in dataset.get_fragments()}
+        hits: list[int] = []
+        for i, path in enumerate(self.files):
+            fragment = fragments[path]
+            keys = ds.get_partition_keys(fragment.partition_expression)
+            if any(keys.get(c) != v for c, v in in_path.items()):
+                continue
+            starts = np.cumsum([0] + [g.num_rows for g in fragment.row_groups])
+            for piece in fragment.split_by_row_group(expr):
+                group = piece.row_groups[0].id
+                table = piece.to_table(columns=list(in_file))
+                mask = np.ones(table.num_rows, dtype=bool)
+                for name, value in in_file.items():
+                    mask &= pc.equal(table.column(name), value).to_numpy(zero_copy_only=False)
+                hits += [(i << POS_SHIFT) + int(starts[group] + r) for r in np.flatnonzero(mask)]
+                if len(hits) >= limit:
+                    return hits[:limit]
+        return hits
+
+
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _read_schema(schema: pa.Schema, strings: list) -> pa.Schema:
+    for name in strings:
+        i = schema.get_field_index(name)
+        value = schema.field(name).type
+        schema = schema.set(i, pa.field(name, pa.dictionary(pa.int32(), value)))
+    return schema
+
+
+def _resolve(source: Any, partitioning: Any, storage_options: dict | None) -> _Source:
+    text = os.fspath(source)
+    fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
+    if any(ch in path for ch in "*?["):
+        files = fs.glob(path)
+        base = path[: min(path.find(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
+    elif fs.isdir(path):
+        files, base = fs.find(path), path.rstrip("/")
+    elif fs.isfile(path):
+        files, base = [path], path.rsplit("/", 1)[0]
+    else:
+        raise DataError(f"no such file, directory or glob match: {text}")
+    hidden = ("_", ".")
+    files = sorted(
+        f
+        for f in files
+        if not any(part.startswith(hidden) for part in f[len(base) :].split("/") if part)
+    )
+    if not files:
+        raise DataError(f"no data files under {text}")
+    if partitioning == "hive":
+        partitioning = ds.HivePartitioning.discover()
+    src = _Source(fs, tuple(files), base, partitioning)
+    try:
+        found = src.dataset()
+    except (pa.ArrowInvalid, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"cannot read {text} as a Parquet dataset: {first}") from None
+    parts: dict = {}
+    for fragment in found.get_fragments():
+        parts |= dict.fromkeys(ds.get_partition_keys(fragment.partition_expression))
+    fields = [found.schema.field(name) for name in found.schema.names if name in parts]
+    part = ds.partitioning(pa.schema(fields), flavor="hive") if fields else None
+    if fields and not isinstance(partitioning, ds.HivePartitioning | ds.PartitioningFactory):
+        part = partitioning  # a user-given (e.g. directory) partitioning is kept as it is
+    return dataclasses.replace(src, partitioning=part, schema=found.schema, parts=tuple(parts))
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _make_plan(
+    schema: pa.Schema, problem, n, k, correct, group, condition, sample, features, duplicates
+):
+    names = schema.names
+    problem = _as_list("problem_id" if problem is None else problem)
+    if not problem:
+        raise DataError("problem must name at least one column")
+    kind = detect_input_kind(names, n=n, k=k, correct=correct)
+    keys = {"problem": problem, "group": group, "condition": condition}
+    if kind == "counts":
+        if sample is not None:
+            raise DataError("sample= applies to per-rollout rows, but the input holds counts")
+        n, k = ("n" if n is None else n), ("k" if k is None else k)
+        validate_columns(names, {**keys, "n": n, "k": k})
+        used = {n, k}
+    else:
+        correct = "correct" if correct is None else correct
+        validate_columns(names, {**keys, "correct": correct, "sample": sample})
+        used = {correct, sample}
+    used |= set(problem) | {group, condition}
+    if features is not None:
+        feats = _as_list(features)
+        validate_columns(names, {"feature": feats})
+        for name in feats:
+            if name in used:
+                raise DataError(
+                    f"column {name!r}: is a key or count column and cannot be a feature"
+                )
+            if name in _RESERVED:
+                raise DataError(
+                    f"column {name!r}: feature name clashes with a cells column; rename it"
+                )
+            if not _numeric(schema.field(name).type):
+                message = f"feature must be numeric, got type {schema.field(name).type}"
+                raise DataError(f"column {name!r}: {message}")
+    else:
+        feats = [
+            c
+            for c in names
+            if c not in used and c not in _RESERVED and _numeric(schema.field(c).type)
+        ]
+    if duplicates not in ("error", "sum"):
+        raise DataError(f"duplicates must be 'error' or 'sum', got {duplicates!r}")
+    return Plan(
+        problem=tuple(problem),
+        kind=kind,
+        group=group,
+        condition=condition,
+        outcome=correct if kind == "rollouts" else None,
+        n=n if kind == "counts" else None,
+        k=k if kind == "counts" else None,
+        sample=sample,
+        features=tuple(feats),
+        drop_varying=kind == "rollouts" and features is None,
+        duplicates=duplicates,
+    )
+
+
+def _partition_names(src: _Source) -> set:
+    return set(src.parts)
+
+
+def _columns(src: _Source, plan: Plan) -> list:
+    wanted = [*plan.keys, plan.outcome, plan.n, plan.k, plan.sample, *plan.features]
+    skip = _partition_names(src)
+    return list(dict.fromkeys(c for c in wanted if c is not None and c not in skip))
+
+
+def _progress(progress: Any, total: int) -> Callable[[int], None]:
+    """A function taking the rows done so far (tqdm bar, stderr lines, or a callback)."""
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if not progress:
+        return lambda done: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        last = [time.perf_counter()]
+
+        def report(done: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] > 2 or done == total:
+                last[0] = now
+                print(f"[bayes-regimes] reduced {done:,} / {total:,} rows", file=sys.stderr)
+
+        return report
+    bar = tqdm(total=total, unit="row", unit_scale=True, desc="reducing", leave=False)
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return advance
+
+
+def _scan(src: _Source, plan: Plan, files: Sequence[int] | None, batch_size: int, tick) -> Reducer:
+    """Stream the given files (all by default) through one Reducer, in scan order.
+
+    Files are scanned one at a time: the dataset-wide scanner of pyarrow keeps reading
+    ahead across files while the consumer is slower, so its memory grows with the
+    number of files; one file at a time keeps it flat at the same speed.
+    """
+    dataset = src.dataset(plan, files)
+    columns = _columns(src, plan)
+    reducer = Reducer(plan, src.locate, src.rows_matching)
+    index = {path: i for i, path in enumerate(src.files)}
+    done = 0
+    for fragment in dataset.get_fragments():
+        consts = ds.get_partition_keys(fragment.partition_expression)
+        consts = {c: consts.get(c) for c in src.parts}
+        base = index[fragment.path] << POS_SHIFT
+        batches = fragment.to_batches(
+            schema=dataset.schema, columns=columns, batch_size=batch_size, batch_readahead=2
+        )
+        for batch in batches:
+            reducer.add(batch, consts, base)
+            base += batch.num_rows
+            done += batch.num_rows
+            tick(done)
+    return reducer
+
+
+def _typed(values: np.ndarray, src: _Source, name: Any) -> pd.Series:
+    """Raw key values (an object array) as the pandas type Arrow gives that column."""
+    kind = src.schema.field(name).type
+    kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+    return pa.array(values.tolist(), type=kind).to_pandas()
+
+
+def _typed_frame(frame: pd.DataFrame, src: _Source, plan: Plan) -> pd.DataFrame:
+    for name in plan.keys:
+        frame[name] = _typed(frame[name].to_numpy(), src, name)
+    return frame
+
+
+def _finish(
+    uniques: list[pd.Series], codes: list[np.ndarray], stats: pd.DataFrame, plan: Plan, src: _Source
+) -> RolloutData:
+    """Labels, label-level merging, feature and count checks; the RolloutData.
+
+    ``uniques`` holds the distinct raw values of each key column, ``codes`` each
+    cell's position in them and ``stats`` the per-cell columns of :func:`merge_spec`.
+    """
+    if len(stats) == 0:
+        raise DataError("input has zero rows")
+    pos = stats["_pos"].to_numpy()
+    if (np.diff(pos) < 0).any():  # first-appearance order
+        order = np.argsort(pos, kind="stable")
+        codes, stats = [c[order] for c in codes], stats.iloc[order].reset_index(drop=True)
+    labels = {}  # role -> (label index per cell, label strings)
+    for name, values, cell_codes in zip(plan.keys, uniques, codes, strict=True):
+        label_codes, strings = _labels(values, name)
+        labels[name] = (label_codes[cell_codes], strings)
+    index, strings = labels[plan.problem[0]]
+    merge = any(len(s) < len(u) for (_, s), u in zip(labels.values(), uniques, strict=True))
+    if len(plan.problem) > 1:  # joined labels, as from_rollouts joins them
+        joined = strings[index]
+        for name in plan.problem[1:]:
+            joined = joined + "/" + labels[name][1][labels[name][0]]
+        index, strings = pd.factorize(joined)
+        merge = True
+    roles = {"problem": (index, strings)}
+    for role, name, default in (
+        ("group", plan.group, "all"),
+        ("condition", plan.condition, "default"),
+    ):
+        single = (np.zeros(len(stats), dtype=np.int64), np.array([default], dtype=object))
+        roles[role] = labels[name] if name is not None else single
+    if merge:  # distinct raw values with one label string make one cell
+        combined = roles["problem"][0]
+        for role in ("group", "condition"):
+            combined = combined * len(roles[role][1]) + roles[role][0]
+        cell, _ = pd.factorize(combined)
+        if cell.max() + 1 < len(cell):
+            first = np.flatnonzero(_first_flags(cell))
+            stats = stats.groupby(cell, sort=True).agg(merge_spec(plan)).reset_index(drop=True)
+            roles = {role: (idx[first], lab) for role, (idx, lab) in roles.items()}
+    text = lambda c: ", ".join(f"{r}={lab[idx[c]]!r}" for r, (idx, lab) in roles.items())  # noqa: E731
+    cell_pos = stats["_pos"].to_numpy()
+    if plan.kind == "counts":
+        if plan.duplicates == "error" and (stats["_rows"] > 1).any():
+            c = int(np.argmax(stats["_rows"].to_numpy() > 1))
+            raise DataError(
+                f"{src.locate(int(cell_pos[c]))} and a later row: duplicate cell ({text(c)}); "
+                "pass duplicates='sum' to add their counts"
+            )
+        empty = stats["n"].to_numpy() < 1
+        if empty.any():
+            c = int(np.argmax(empty))
+            total = "summed n" if plan.duplicates == "sum" else "n"
+            message = f"{total}={stats['n'].iloc[c]} but a cell needs n >= 1"
+            raise DataError(f"column {plan.n!r}, {src.locate(int(cell_pos[c]))}: {message}")
+    feats = {}
+    for name in plan.features:
+        low, high = stats[f"_min:{name}"].to_numpy(), stats[f"_max:{name}"].to_numpy()
+        nan_any, nan_all = stats[f"_nanany:{name}"].to_numpy(), stats[f"_nanall:{name}"].to_numpy()
+        with np.errstate(invalid="ignore"):
+            varies = stats[f"_var:{name}"].to_numpy() | (nan_any & ~nan_all)
+            varies |= ~nan_any & (low != high)
+        if varies.any():
+            if plan.drop_varying:
+                continue
+            c = int(np.argmax(varies))
+            raise DataError(
+                f"column {name!r}: conflicting feature values {low[c]!r} and {high[c]!r} for the "
+                f"same cell ({text(c)}) in different files"
+            )
+        bad = int(stats[f"_bad:{name}"].min())
+        if bad != NO_POS:
+            raise DataError(
+                f"column {name!r}, {src.locate(bad)}: missing or non-finite feature value"
+            )
+        feats[name] = low
+    cells = {role: _str_array(idx, lab) for role, (idx, lab) in roles.items()}
+    n, k = stats["n"].to_numpy(), stats["k"].to_numpy()
+    return RolloutData._trusted(
+        cells, n, k, feats, plan.group is not None, plan.condition is not None
+    )
+
+
+def _str_array(index: np.ndarray, strings: np.ndarray) -> Any:
+    """``strings[index]`` as a pandas string array, built in Arrow (no Python objects)."""
+    taken = pa.array(np.asarray(strings, dtype=object), pa.string()).take(pa.array(index))
+    return taken.to_pandas().array
+
+
+def reduce_rollouts(
+    source: str | os.PathLike[str],
+    *,
+    problem: Hashable | Sequence[Hashable] | None = None,
+    correct: Hashable | None = None,
+    group: Hashable | None = None,
+    condition: Hashable | None = None,
+    sample: Hashable | None = None,
+    features: Sequence[Hashable] | None = None,
+    n: Hashable | None = None,
+    k: Hashable | None = None,
+    duplicates: Literal["error", "sum"] = "error",
+    client: Any = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | Callable[[int, int], None] = True,
+    partitioning: Any = "hive",
+    storage_options: dict | None = None,
+) -> RolloutData:
+    """Reduce a Parquet dataset of rollouts (or counts) to cells, streaming or on Dask.
+
+    Parameters
+    ----------
+    source : str or path-like
+        A Parquet file, a directory (searched recursively), or a glob such as
+        ``"logs/*/part-*.parquet"``; local or any fsspec URL (``s3://...``).
+    problem, correct, group, condition, sample, features
+        As in :meth:`RolloutData.from_rollouts`. ``features=None`` takes every numeric
+        column that is constant within every cell (it then reads those columns);
+        pass ``features=[]`` to read only the key and outcome columns.
+    n, k, duplicates
+        For count inputs, as in :meth:`RolloutData.from_counts` (``duplicates="sum"``
+        adds count rows of one cell, e.g. per-shard partial counts).
+    client : dask.distributed.Client or str, optional
+        Reduce on this Dask cluster (a client, or a scheduler address such as
+        ``"tcp://10.0.0.1:8786"``). Every worker must reach the files.
+    batch_size : int
+        Rows per Arrow batch; memory grows with it, not with the number of rows.
+    progress : bool or callable
+        ``True`` shows a tqdm bar (stderr lines without tqdm); a callable is called as
+        ``progress(rows_done, rows_total)`` after each batch.
+    partitioning : "hive", None or pyarrow.dataset.Partitioning
+        How directory names become columns; ``"hive"`` reads ``key=value`` folders.
+    storage_options : dict, optional
+        Passed to fsspec (credentials, endpoints).
+
+    Returns
+    -------
+    RolloutData
+        Identical to ``RolloutData.from_rollouts`` on the rows in scan order (see the
+        module docstring).
+
+    Raises
+    ------
+    DataError
+        A bad row (missing outcome, an outcome other than 0/1, a repeated sample in a
+        cell, a bad count), naming the column, file, row group and row.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import pandas as pd
+    >>> path = tempfile.mkdtemp() + "/rollouts.parquet"
+    >>> pd.DataFrame({"problem_id": ["a", "b", "a"], "correct": [True, False, True]}).to_parquet(
+    ...     path
+    ... )
+    >>> reduce_rollouts(path, progress=False).cells[["problem", "n", "k"]].values.tolist()
+    [['a', 2, 2], ['b', 1, 0]]
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    src = _resolve(source, partitioning, storage_options)
+    plan = _make_plan(
+        src.schema, problem, n, k, correct, group, condition, sample, features, duplicates
+    )
+    total = src.dataset().count_rows() if progress else 0
+    tick = _progress(progress, total)
+    if client is None:
+        reducer = _scan(src, plan, None, int(batch_size), tick)
+        uniques, codes, stats = reducer.result()
+        uniques = [
+            _typed(values, src, name) for values, name in zip(uniques, plan.keys, strict=True)
+        ]
+    else:
+        from bayes_regimes._reduce_dask import reduce_dask
+
+        frame = reduce_dask(client, src, plan, int(batch_size))
+        tick(total)
+        codes, uniques = zip(*(pd.factorize(frame[name]) for name in plan.keys), strict=True)
+        uniques = [pd.Series(u) for u in uniques]
+        stats = frame.drop(columns=list(plan.keys))
+    return _finish(list(uniques), list(codes), stats, plan, src)

@@ -1,0 +1,639 @@
+"""Routing failures to interventions from a fitted :class:`InterventionModel`.
+
+Given a posterior draw and a failure's latent ability ``u``, the success
+probability p under each condition is a zero-inflated Beta mixture (its
+best-of-r outcome integrated exactly, see :mod:`bayes_regimes.closed_form`).
+Everything here evaluates that conditional posterior per (draw, failure,
+condition), then averages over draws:
+
+* **expected rescue** of a condition: ``E[1 - (1 - p)^r]``, the probability that
+  one fresh repair context (r attempts) is rescued, the quantity the paper's
+  rates estimate;
+* **regimes** (latent version of the paper's Eq. 2, with q the rescue probability
+  of a condition and ``best`` the largest q over the interventions, baseline
+  excluded): *steerable* if ``best - q_baseline >= tau_steer`` and
+  ``1 - q_baseline >= tau_hard``; *beyond reach* if not steerable and every
+  intervention has ``p < epsilon``; *resample* otherwise. Their probabilities are
+  Monte Carlo averages over joint draws of all conditions' p (conditionally
+  independent given u), so they sum to one;
+* the **recommendation**: the condition with the largest expected rescue per unit
+  cost.
+
+:func:`route_new` does the same for new failures known only by their features
+(and optionally some outcomes), integrating u by Gauss-Hermite quadrature over
+the population of *selected* failures.
+
+This module also converts the paper's failure profiles into condition cells
+(:func:`profiles_to_counts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.special import betainc, logsumexp
+
+from bayes_regimes import closed_form as cf
+from bayes_regimes import paper
+from bayes_regimes.diagnostics import tag
+from bayes_regimes.errors import DataError
+from bayes_regimes.queries import CI_PROB, summarise_draws
+
+if TYPE_CHECKING:
+    from bayes_regimes.models.interventions import InterventionModel
+
+__all__ = [
+    "REGIME_COLUMNS",
+    "latent_regimes",
+    "profiles_to_counts",
+    "read_route_input",
+    "regime_fractions",
+    "route_fitted",
+    "route_new",
+    "total_rollouts",
+]
+
+REGIME_COLUMNS = ("p_resample", "p_steerable", "p_beyond_reach")
+_CHUNK = 300_000  # draws x cells per block
+
+
+# ----------------------------------------------------------------- the paper's table
+def _structural_D(cell: str, col: str, n: np.ndarray) -> list[np.ndarray]:
+    """Candidate context counts per row, from the data README's documented pattern."""
+    m10 = np.minimum(n, 10)
+    if col != "dense_steer":
+        if cell == "grpo1p7b|cruxeval":
+            big = np.select([n <= 10, n <= 15, n <= 31, n <= 49], [n, 10, 11, 12], 13)
+            return [big, big - 1]
+        return [m10, m10 - 1]
+    if cell.endswith("gpqa") or cell == "sft4b|gsm8k":
+        return [m10]
+    if cell == "grpo1p7b|cruxeval":
+        return [2 * m10]
+    if cell in ("sft1p7b|cruxeval", "sft0p6b|gsm8k"):
+        full = n + np.minimum(n, 5)
+        return [full, full - 1, full - 2]
+    if cell == "sft4b|cruxeval":
+        return [n + np.minimum(n, 4)]
+    return []
+
+
+def total_rollouts(df: pd.DataFrame) -> np.ndarray:
+    """Inferred rollouts each problem of the paper's table was sampled with (N).
+
+    The data card does not give N. Following the data README, N is the largest
+    ``n_failed_rollouts`` of the problem's cell (10 or 50), except in
+    ``sft0p6b|gpqa``, whose first 100 ids in alphabetical order never exceed 20
+    failures and look like a batch of 20 rollouts. An inference, documented.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame(
+    ...     {
+    ...         "cell": ["a", "a", "b"],
+    ...         "problem_id": ["x", "y", "z"],
+    ...         "n_failed_rollouts": [3, 10, 50],
+    ...     }
+    ... )
+    >>> total_rollouts(df).tolist()
+    [10, 10, 50]
+    """
+    n = df["n_failed_rollouts"].to_numpy(dtype=np.int64)
+    out = df.groupby("cell", sort=False)["n_failed_rollouts"].transform("max").to_numpy()
+    batch = df["cell"].to_numpy() == "sft0p6b|gpqa"
+    if batch.any():
+        ids = np.sort(df.loc[batch, "problem_id"].astype(str).unique())[:100]
+        first = batch & df["problem_id"].astype(str).isin(ids).to_numpy() & (n <= 20)
+        out = np.where(first, 20, out)
+    return out.astype(np.int64)
+
+
+def profiles_to_counts(
+    df: pd.DataFrame,
+    denominators: str = "structural",
+    original: bool = True,
+    rollouts: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The paper's failure profiles as condition cells (one row per problem and rate).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Output of :func:`bayes_regimes.paper.read_failure_profiles`.
+    denominators : {"structural", "inferred"}
+        ``"inferred"``: the reader's D (the smallest that fits, only a lower bound
+        where the rate is 0, 1/2 or 1). ``"structural"`` (default): the data
+        README's pattern (``min(n, 10)`` contexts for most columns, per-cell rules
+        for ``dense_steer`` and ``grpo1p7b|cruxeval``, one or two dropped contexts
+        allowed), used wherever the reader's D divides it; rows where no documented
+        candidate fits keep the reader's D.
+    original : bool
+        Add condition ``"original"``: the problem's sampled rollouts, ``n`` =
+        :func:`total_rollouts`, ``k`` = ``n - n_failed_rollouts`` (the selection
+        condition of :class:`~bayes_regimes.models.interventions.InterventionModel`).
+    rollouts : array of int, optional
+        N per row, overriding :func:`total_rollouts` (compute it once on the whole
+        table before taking subsets: the inference looks at a whole cell).
+
+    Returns
+    -------
+    pandas.DataFrame
+        problem_id, cell, condition, n, k, the three features; ``attrs["fallback"]``
+        counts, per rate column, the rows that kept the reader's D.
+
+    Examples
+    --------
+    >>> from bayes_regimes.datasets import data_dir
+    >>> if data_dir() is not None:
+    ...     counts = profiles_to_counts(paper.read_failure_profiles())
+    ...     assert len(counts) == 6 * 1423
+    """
+    if denominators not in ("structural", "inferred"):
+        raise ValueError(f"denominators must be 'structural' or 'inferred', got {denominators!r}")
+    n = df["n_failed_rollouts"].to_numpy(dtype=np.int64)
+    parts, fallback = [], {}
+    for col in paper.RATES:
+        d = df[f"{col}_D"].to_numpy()
+        D = d.copy()
+        if denominators == "structural":
+            done = np.zeros(len(df), bool)
+            for cell in dict.fromkeys(df["cell"]):
+                rows = df["cell"].to_numpy() == cell
+                for cand in _structural_D(cell, col, n[rows]):
+                    ok = (cand >= d[rows]) & (cand % d[rows] == 0) & ~done[rows]
+                    idx = np.flatnonzero(rows)[ok]
+                    D[idx], done[idx] = cand[ok], True
+            fallback[col] = int((~done).sum())
+        rate = df[col].to_numpy(dtype=float)
+        K = np.round(rate * D).astype(np.int64)
+        parts.append(_cells(df, col, D, K))
+    if original:
+        total = total_rollouts(df) if rollouts is None else np.asarray(rollouts, dtype=np.int64)
+        if total.shape != n.shape or np.any(total < n):
+            raise DataError("rollouts: need one N >= n_failed_rollouts per row")
+        parts.append(_cells(df, "original", total, total - n))
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs["fallback"] = fallback
+    return out
+
+
+def read_route_input(args, attempts: dict, costs: dict) -> tuple:
+    """The ``route`` command's input as RolloutData plus InterventionModel options.
+
+    The paper's failure-profile table is recognised by its columns and converted
+    with :func:`profiles_to_counts` (best-of-3, selection on ``"original"``).
+    Everything is validated here, before PyMC is imported.
+    """
+    from pathlib import Path
+
+    from bayes_regimes.data import RolloutData, read_rollouts
+
+    path = Path(args.input)
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    try:
+        head = pd.read_csv(path, nrows=0).columns if path.suffix == ".csv" else []
+    except (ValueError, OSError):
+        head = []
+    feats = args.features.split(",") if args.features else None
+    if {"n_failed_rollouts", *paper.RATES} <= set(head):
+        counts = profiles_to_counts(paper.read_failure_profiles(path))
+        data = RolloutData.from_counts(
+            counts, group="cell", condition="condition", features=feats or list(paper.FEATURES)
+        )
+        options = {"baseline": args.baseline or "retry", "selection": args.selection or "original"}
+        base = {c: paper.ATTEMPTS_PER_CONTEXT for c in paper.RATES} | {"original": 1}
+    else:
+        data = read_rollouts(
+            path, problem=args.problem, group=args.group, condition=args.condition, features=feats
+        )
+        options = {"baseline": args.baseline, "selection": args.selection}
+        base = {}
+    conds = set(data.cells["condition"].astype(str))
+    for what, given in (("--attempts", attempts), ("--cost", costs)):
+        unknown = sorted(set(given) - conds - {None})
+        if unknown:
+            raise DataError(f"{what}: unknown condition(s) {unknown}; known {sorted(conds)}")
+        if any(not v > 0 for v in given.values()):
+            raise DataError(f"{what}: values must be positive")
+    default = attempts.get(None)
+    att = {c: base.get(c, default or 1) for c in conds}
+    att |= {c: v for c, v in attempts.items() if c is not None}
+    options |= {"attempts": att, "costs": costs or None, "features": feats}
+    return data, options
+
+
+def _cells(df: pd.DataFrame, condition: str, n: np.ndarray, k: np.ndarray) -> pd.DataFrame:
+    out = df[["problem_id", "cell"]].copy()
+    out["condition"], out["n"], out["k"] = condition, n, k
+    for f in paper.FEATURES:
+        out[f] = df[f].to_numpy(dtype=float)
+    return out
+
+
+# ---------------------------------------------------------- conditional posteriors of p
+def _cell_posterior(K, D, r, pi, a, b, eps, rng=None, n_samples=0, r_rescue=None):
+    """Per (draw, cell): rescue E[1-(1-p)^m], P(p < eps), log P(data), samples of p.
+
+    ``K, D, r`` have shape (n,), ``pi, a, b`` shape (S, n); D = 0 means no data (the
+    posterior is the prior). The rescue uses m = ``r_rescue`` attempts (default r).
+    """
+    r_rescue = r if r_rescue is None else np.broadcast_to(r_rescue, np.shape(K))
+    nd, n = a.shape
+    rescue, below, logml = (np.empty((nd, n)) for _ in range(3))
+    samples = np.empty((n_samples, nd, n))
+    keys = np.stack([K, D, r, r_rescue], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    for gi, (kk, dd, rr, mm) in enumerate(uniq.tolist()):
+        sel = np.flatnonzero(inv == gi)
+        A, B, P = a[:, sel], b[:, sel], pi[:, sel]
+        logc = cf._log_window_coefs(kk, rr)
+        t = (rr * (dd - kk) + np.arange(logc.size, dtype=float))[:, None, None]
+        terms = logc[:, None, None] + cf._log_beta_shift(A[None], B[None], float(kk), t)
+        lse = logsumexp(terms, axis=0)
+        mix = np.exp(terms - lse)  # (T, S, n) component weights
+        x, y = A[None] + kk, B[None] + t
+        with np.errstate(divide="ignore"):
+            log_pi, log_1m = np.log(P), np.log1p(-P)
+        slab = lse + float(cf.log_binom(dd, kk))
+        if kk == 0:
+            logml[:, sel] = np.logaddexp(log_pi, log_1m + slab)
+            w = np.exp(log_pi - logml[:, sel])
+        else:
+            logml[:, sel] = log_1m + slab
+            w = np.zeros_like(A)
+        none = np.sum(mix * np.exp(cf._log_beta_ratio(x, y, float(mm))), axis=0)
+        rescue[:, sel] = (1.0 - w) * (1.0 - none)
+        below[:, sel] = w + (1.0 - w) * np.sum(mix * betainc(x, y, eps), axis=0)
+        for m in range(n_samples):
+            u = rng.random(A.shape)
+            comp = np.zeros(A.shape, np.int64)
+            acc = np.zeros(A.shape)
+            for s in range(logc.size - 1):
+                acc += mix[s]
+                comp += u > acc
+            p = rng.beta(A + kk, B + rr * (dd - kk) + comp)
+            samples[m][:, sel] = np.where(rng.random(A.shape) < w, 0.0, p)
+    return rescue, below, logml, samples
+
+
+def latent_regimes(q, p, eps: float, tau_steer: float = 0.05, tau_hard: float = 0.5):
+    """Regime codes (0 resample, 1 steerable, 2 beyond reach) from joint draws.
+
+    Parameters
+    ----------
+    q, p : numpy.ndarray
+        Rescue probabilities and per-attempt p, last axis = candidates with the
+        baseline first.
+
+    Examples
+    --------
+    >>> q = np.array([[0.2, 0.3], [0.6, 0.9], [0.0, 0.0005]])
+    >>> latent_regimes(q, q, eps=1e-3).tolist()
+    [1, 0, 2]
+    """
+    base, best = q[..., 0], q[..., 1:].max(axis=-1)
+    steer = ((best - base) >= tau_steer) & ((1.0 - base) >= tau_hard)
+    beyond = ~steer & np.all(p[..., 1:] < eps, axis=-1)
+    return np.where(steer, 1, np.where(beyond, 2, 0))
+
+
+def _thin(dr: dict, max_draws: int | None) -> dict:
+    nd = dr["loading"].shape[0]
+    if max_draws is None or nd <= max_draws:
+        return dr
+    idx = np.linspace(0, nd - 1, max_draws).round().astype(int)
+    return {k: v[idx] for k, v in dr.items()}
+
+
+def _unit_blocks(model: InterventionModel, dr: dict, units: np.ndarray, rng, n_samples: int):
+    """Yield (units, rescue (S, n, Ccand), codes (M, S, n)) for fitted units, in blocks."""
+    lay, C = model.layout, len(model.conditions)
+    cand = np.arange(len(model.candidates))
+    nd = dr["u"].shape[0]
+    step = max(1, _CHUNK // (nd * C))
+    for lo in range(0, units.size, step):
+        un = units[lo : lo + step]
+        iu, ic = np.repeat(un, C), np.tile(np.arange(C), un.size)
+        pi, a, b = model._cell_hyper(dr, iu, ic)
+        rescue, _, _, smp = _cell_posterior(
+            lay.K[iu, ic],
+            lay.D[iu, ic],
+            model.r[ic],
+            pi,
+            a,
+            b,
+            model.config["epsilon"],
+            rng,
+            n_samples,
+        )
+        rescue = rescue.reshape(nd, un.size, C)[..., cand]
+        p = smp.reshape(n_samples, nd, un.size, C)[..., cand]
+        yield un, rescue, _codes(model, p)
+
+
+def _codes(model: InterventionModel, p: np.ndarray) -> np.ndarray:
+    cfg = model.config
+    r = model.r[: len(model.candidates)]
+    with np.errstate(divide="ignore"):  # p = 1 gives q = 1
+        q = -np.expm1(r * np.log1p(-np.minimum(p, 1.0)))
+    return latent_regimes(q, p, cfg["epsilon"], cfg["tau_steer"], cfg["tau_hard"])
+
+
+def _frame(model, problem, group, rescue, codes, costs, ci_prob) -> pd.DataFrame:
+    out = pd.DataFrame({"problem": problem, "group": group})
+    probs = np.stack([(codes == j).mean(axis=(0, 1)) for j in range(3)], axis=1)
+    for j, col in enumerate(REGIME_COLUMNS):
+        out[col] = probs[:, j]
+    out["regime"] = np.array(paper.REGIMES, dtype=object)[np.argmax(probs, axis=1)]
+    cands = model.candidates
+    cost_map = dict(model.config["costs"]) if costs is None else {**model.config["costs"], **costs}
+    unknown = set(cost_map) - set(model.conditions)
+    if unknown:
+        raise ValueError(f"costs for unknown condition(s) {sorted(unknown)}")
+    mean, low, high = summarise_draws(rescue, ci_prob)
+    for j, c in enumerate(cands):
+        out[f"rescue_{c}"], out[f"rescue_{c}_low"], out[f"rescue_{c}_high"] = (
+            mean[:, j],
+            low[:, j],
+            high[:, j],
+        )
+    cost = np.array([cost_map[c] for c in cands], dtype=float)
+    if np.any(~(cost > 0)):
+        raise ValueError("costs must be positive")
+    best = np.argmax(mean / cost, axis=1)
+    out["recommended"] = np.array(cands, dtype=object)[best]
+    out["recommended_rescue"] = mean[np.arange(len(out)), best]
+    out["recommended_cost"] = cost[best]
+    out.attrs.update(ci_prob=ci_prob, costs={c: float(cost_map[c]) for c in cands})
+    return tag(out, model.diagnostics())
+
+
+def route_fitted(
+    model: InterventionModel,
+    costs: Mapping[str, float] | None = None,
+    *,
+    n_samples: int = 4,
+    max_draws: int | None = 1000,
+    ci_prob: float = CI_PROB,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """Per failure of the fitted data: regime probabilities, rescue, recommendation.
+
+    Parameters
+    ----------
+    model : InterventionModel
+        A fitted model.
+    costs : dict, optional
+        Cost per trial of each condition (default: the model's ``costs``, 1 each);
+        the recommendation maximises expected rescue per unit cost.
+    n_samples : int
+        Joint draws of p per posterior draw for the regime probabilities.
+    max_draws : int, optional
+        Thin the posterior to at most this many draws (evenly spaced).
+    ci_prob : float
+        Mass of the equal-tailed intervals of the expected rescue over draws.
+    random_seed : int
+        Seed of the Monte Carlo draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per failure (units in first-appearance order): problem, group,
+        p_resample, p_steerable, p_beyond_reach (they sum to 1), regime (most
+        probable), ``rescue_<c>``, ``rescue_<c>_low``, ``rescue_<c>_high`` per
+        candidate condition c (baseline first), recommended, recommended_rescue,
+        recommended_cost.
+    """
+    lay = model.layout
+    dr = _thin(model.draws(), max_draws)
+    rng = np.random.default_rng(random_seed)
+    units = np.arange(lay.n_units)
+    res, codes = [], []
+    for _, rescue, code in _unit_blocks(model, dr, units, rng, n_samples):
+        res.append(rescue)
+        codes.append(code)
+    return _frame(
+        model,
+        lay.problem,
+        lay.group_label,
+        np.concatenate(res, axis=1),
+        np.concatenate(codes, axis=2),
+        costs,
+        ci_prob,
+    )
+
+
+def regime_fractions(
+    model: InterventionModel,
+    by: Mapping[str, str] | None = None,
+    *,
+    n_samples: int = 4,
+    max_draws: int | None = 1000,
+    ci_prob: float = CI_PROB,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """Posterior of the share of failures in each regime, per group and overall.
+
+    Parameters
+    ----------
+    by : dict, optional
+        Group label -> reporting label (e.g. cell -> post-training method); default
+        each group on its own. A row ``"all"`` (every failure) is added.
+
+    Returns
+    -------
+    pandas.DataFrame
+        by, regime, n (failures), mean, low, high (equal-tailed ``ci_prob``
+        interval over joint posterior draws of every failure's regime).
+    """
+    lay = model.layout
+    mapping = {g: g for g in lay.groups} if by is None else dict(by)
+    missing = set(lay.groups) - set(mapping)
+    if missing:
+        raise ValueError(f"by: no label for group(s) {sorted(missing)}")
+    labels = list(dict.fromkeys(mapping[g] for g in lay.groups))
+    unit_label = np.array([labels.index(mapping[g]) for g in lay.group_label])
+    dr = _thin(model.draws(), max_draws)
+    rng = np.random.default_rng(random_seed)
+    L = len(labels)
+    total = L > 1 or labels[0] != "all"  # add an "all" row unless it is the only group
+    counts = np.zeros((n_samples, dr["u"].shape[0], L + 1, 3))
+    for un, _, code in _unit_blocks(model, dr, np.arange(lay.n_units), rng, n_samples):
+        for j in range(3):
+            hit = (code == j).astype(float)
+            for li in range(L):
+                counts[:, :, li, j] += hit[..., unit_label[un] == li].sum(axis=-1)
+            counts[:, :, L, j] += hit.sum(axis=-1)
+    sizes = np.array([np.sum(unit_label == li) for li in range(L)] + [lay.n_units])
+    frac = (counts / sizes[None, None, :, None]).reshape(-1, L + 1, 3)
+    mean, low, high = summarise_draws(frac, ci_prob)
+    rows = []
+    for li, lab in enumerate([*labels, "all"][: L + total]):
+        for j, regime in enumerate(paper.REGIMES):
+            rows.append((lab, regime, int(sizes[li]), mean[li, j], low[li, j], high[li, j]))
+    out = pd.DataFrame(rows, columns=["by", "regime", "n", "mean", "low", "high"])
+    return tag(out, model.diagnostics())
+
+
+# ------------------------------------------------------------------ new failures
+def _new_draws(model: InterventionModel, dr: dict, groups: np.ndarray, rng) -> tuple:
+    """Group indices of new failures; unseen groups get offsets drawn from the population."""
+    known = model.layout.groups
+    idx = np.array([known.index(g) if g in known else -1 for g in groups], dtype=np.int64)
+    if (idx >= 0).all() or not model._multi_group:
+        return dr, np.where(idx >= 0, idx, 0)
+    post = model.posterior
+    dr = dict(dr)
+    nd = dr["alpha"].shape[0]
+
+    def flat(name, *dims):
+        return post[name].transpose("chain", "draw", *dims).values.reshape(nd, -1)
+
+    # a new group's effective intercepts come from the fitted population of groups;
+    # the shift to the intercept at u = 0 is the training groups' average shift
+    for name in ("alpha", "lam"):
+        loc, sd = flat(f"{name}_loc", "condition"), flat(f"{name}_sd")
+        true = post[name].transpose("chain", "draw", "group", "condition").values
+        eff = post[f"{name}_eff"].transpose("chain", "draw", "group", "condition").values
+        shift = (true - eff).reshape(nd, *true.shape[2:]).mean(axis=1)
+        new = loc + sd * rng.standard_normal(loc.shape) + shift
+        dr[name] = np.concatenate([dr[name], new[:, None, :]], axis=1)
+    return dr, np.where(idx >= 0, idx, len(known))
+
+
+def route_new(
+    model: InterventionModel,
+    new: pd.DataFrame,
+    costs: Mapping[str, float] | None = None,
+    *,
+    observed: pd.DataFrame | None = None,
+    selection_rollouts: int | None = None,
+    n_nodes: int = 40,
+    n_samples: int = 4,
+    max_draws: int | None = 1000,
+    ci_prob: float = CI_PROB,
+    random_seed: int = 0,
+) -> pd.DataFrame:
+    """Prospective routing of new failures from their features.
+
+    Parameters
+    ----------
+    model : InterventionModel
+        A fitted model.
+    new : pandas.DataFrame
+        One row per new failure with the model's feature columns; optional
+        ``problem`` (or ``problem_id``) and ``group`` columns. A group unseen in
+        training gets group offsets drawn from the fitted population of groups.
+    costs : dict, optional
+        As in :func:`route_fitted`.
+    observed : pandas.DataFrame, optional
+        Outcomes already seen for the new failures: columns row (0-based position
+        in ``new``), condition, n, k. They update the failure's u and, for their
+        own condition, its p.
+    selection_rollouts : int, optional
+        With a selection condition not in ``observed``: rollouts N the new failure
+        was selected from (failed at least once of N); default the median over the
+        training failures of its group (of all groups for an unseen one).
+    n_nodes : int
+        Gauss-Hermite nodes over the new failure's u.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`route_fitted`, one row per row of ``new``.
+    """
+    lay, cfg = model.layout, model.config
+    feats = cfg["features"]
+    miss = [f for f in feats if f not in new.columns]
+    if miss:
+        raise DataError(f"new failures: missing feature column(s) {miss}")
+    X = new[feats].to_numpy(dtype=float) if feats else np.zeros((len(new), 0))
+    if not np.all(np.isfinite(X)):
+        row = int(np.argmax(~np.all(np.isfinite(X), axis=1)))
+        raise DataError(f"new failures, row {row}: missing or non-finite feature value")
+    Z = (X - model._x_mean) / model._x_sd
+    pcol = "problem" if "problem" in new.columns else "problem_id"
+    problem = new[pcol].astype(str).to_numpy() if pcol in new.columns else np.arange(len(new))
+    groups = (
+        new["group"].astype(str).to_numpy()
+        if "group" in new.columns
+        else np.full(len(new), lay.groups[0], dtype=object)
+    )
+    C, conds = len(model.conditions), model.conditions
+    K = np.zeros((len(new), C), np.int64)
+    D = np.zeros((len(new), C), np.int64)
+    if observed is not None:
+        for i, row in enumerate(observed.itertuples(index=False)):
+            j, c = int(row.row), str(row.condition)
+            if c not in conds or not 0 <= j < len(new) or not 0 <= row.k <= row.n:
+                raise DataError(f"observed, row {i}: bad row/condition/counts {tuple(row)!r}")
+            K[j, conds.index(c)], D[j, conds.index(c)] = int(row.k), int(row.n)
+    sel = conds.index(cfg["selection"]) if cfg["selection"] else None
+    if sel is not None:
+        med = {g: int(np.median(lay.D[lay.group == j, sel])) for j, g in enumerate(lay.groups)}
+        fallback = int(np.median(lay.D[:, sel]))
+        N_new = np.array(
+            [selection_rollouts or med.get(g, fallback) for g in groups], dtype=np.int64
+        )
+    rng = np.random.default_rng(random_seed)
+    dr, gidx = _new_draws(model, model.draws(), groups, rng)
+    dr = _thin(dr, max_draws)
+    node, logw = model._nodes(n_nodes)
+    Q, nd = node.size, dr["loading"].shape[0]
+    res, codes = [], []
+    step = max(1, _CHUNK // (nd * C * Q))
+    for lo in range(0, len(new), step):
+        un = np.arange(lo, min(lo + step, len(new)))
+        n = un.size
+        iu = np.repeat(un, Q * C)
+        iq = np.tile(np.repeat(np.arange(Q), C), n)
+        ic = np.tile(np.arange(C), n * Q)
+        u = np.broadcast_to(node[iq], (nd, iu.size))
+        pi, a, b = model.hyper(dr, gidx[iu], Z[iu], u, ic)
+        rescue, _, logml, _ = _cell_posterior(K[iu, ic], D[iu, ic], model.r[ic], pi, a, b, 0.5)
+        logW = logw[None, None, :] + logml.reshape(nd, n, Q, C).sum(axis=-1)
+        if sel is not None:
+            need = D[un, sel] == 0
+            if need.any():
+                m = np.flatnonzero(np.isin(iu, un[need]) & (ic == sel))
+                Nm = N_new[iu[m]]
+                _, _, lfull, _ = _cell_posterior(
+                    Nm,
+                    Nm,
+                    np.ones(m.size, np.int64),
+                    pi[:, m],
+                    a[:, m],
+                    b[:, m],
+                    0.5,
+                )
+                trunc = cf._log1mexp(np.minimum(lfull, 0.0)).reshape(nd, -1, Q)
+                logW[:, need] += trunc
+        W = np.exp(logW - logsumexp(logW, axis=-1, keepdims=True))  # (S, n, Q)
+        rescue = np.einsum("snq,snqc->snc", W, rescue.reshape(nd, n, Q, C))
+        res.append(rescue[..., : len(model.candidates)])
+        p = np.empty((n_samples, nd, n, C))
+        cum = np.cumsum(W, axis=-1)
+        for m in range(n_samples):
+            qi = np.minimum((rng.random((nd, n, 1)) > cum).sum(axis=-1), Q - 1)
+            u_m = node[qi]
+            for c in range(C):
+                cc = np.full(n, c)
+                pi_c, a_c, b_c = model.hyper(dr, gidx[un], Z[un], u_m, cc)
+                r_c = np.full(n, model.r[c])
+                *_, smp = _cell_posterior(K[un, c], D[un, c], r_c, pi_c, a_c, b_c, 0.5, rng, 1)
+                p[m, :, :, c] = smp[0]
+        codes.append(_codes(model, p[..., : len(model.candidates)]))
+    return _frame(
+        model,
+        problem,
+        groups,
+        np.concatenate(res, axis=1),
+        np.concatenate(codes, axis=2),
+        costs,
+        ci_prob,
+    )

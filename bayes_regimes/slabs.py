@@ -1,0 +1,569 @@
+"""Slab families: the prior of ``p`` for non-structural problems, and its closed forms.
+
+A problem is structural (``p = 0``) with probability ``pi``; otherwise ``p`` is drawn
+from the *slab*. Every query of the core model follows from one primitive of the
+slab, its log moment ``M(k, n) = log E_slab[p^k (1 - p)^(n - k)]``::
+
+    marginal pmf         P(k | n)   = pi 1[k = 0] + (1 - pi) C(n, k) exp(M(k, n))
+    structural weight    w          = pi / (pi + (1 - pi) exp(M(0, n)))   (k = 0; else 0)
+    no success in m more E[(1 - p)^m | k of n, slab] = exp(M(k, n + m) - M(k, n))
+    expected gain        G(m)       = (1 - w) (1 - exp(M(k, n + m) - M(k, n)))
+    marginal gain        Delta(j)   = (1 - w) exp(M(k + 1, n + j) - M(k, n))
+    posterior mean       E[p | data] = (1 - w) exp(M(k + 1, n + 1) - M(k, n))
+    new-problem pass@k   (1 - pi) (1 - exp(M(0, k)))
+    mass below eps       P(p < eps | data) = w + (1 - w) P_slab(p < eps | k of n)
+
+Families (:data:`SLAB_FAMILIES`)
+--------------------------------
+``beta``
+    ``p ~ Beta(a, b)``; ``M = log B(a + k, b + n - k) / B(a, b)``. Every method
+    delegates to :mod:`bayes_regimes.closed_form`, so results are those of the
+    original model bit for bit.
+``logitnormal``
+    ``logit p ~ Normal(loc, scale)``: mass spread evenly over orders of magnitude of
+    ``p``, a heavier left tail than a Beta fitted to the same solved problems. ``M`` is
+    an adaptive Gaussian quadrature in ``t = logit p``, in log space (log-sum-exp):
+    the nodes sit on a Gaussian centred on the integrand's mode (found by Newton's
+    method, the integrand being log-concave in t) and 2.5 times as wide as its wider
+    side (matched to its fall-off left and right of the mode), and the integral is a
+    Gauss-Legendre rule on that Gaussian's probability scale, 32 nodes on each side of
+    the mode. ``n`` and ``m`` up to 1e12 are handled. ``P_slab(p < eps)`` is the same
+    rule split at ``logit eps``. (A plain adaptive Gauss-Hermite rule with 32 nodes is
+    accurate to 1e-12 on symmetric integrands but only to ~1e-3 in ``M`` on the skewed
+    ones of failed problems under a wide slab; this rule stays within ~1e-6.) The same
+    algorithm, written once against a small array namespace, gives the PyTensor
+    log-likelihood of the fit.
+
+Everything broadcasts over all arguments (hyper-parameter draws ``(draw, 1)`` against
+patterns ``(pattern,)``) and is numpy / scipy; the logit-normal node placement (a short
+scalar loop per element) is compiled by numba on first use and cached on disk, and
+only :meth:`Slab.pymc_logpmf` imports PyTensor.
+
+Examples
+--------
+>>> import numpy as np
+>>> from bayes_regimes.slabs import get_slab
+>>> slab = get_slab("logitnormal")
+>>> pmf = np.exp(slab.logpmf(np.arange(11), 10, 0.3, -2.0, 1.5))
+>>> round(float(pmf.sum()), 6)
+1.0
+>>> g = slab.expected_gain(0, 10, [0, 100, 10**6], 0.3, -2.0, 1.5)
+>>> bool(g[0] == 0 and g[0] < g[1] < g[2] < 1 - slab.structural_weight(0, 10, 0.3, -2.0, 1.5))
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import (
+    betainc,
+    betaincc,
+    expit,
+    log_expit,
+    log_ndtr,
+    logsumexp,
+    ndtri_exp,
+)
+
+from bayes_regimes import closed_form as cf
+
+__all__ = ["SLAB_FAMILIES", "BetaSlab", "LogitNormalSlab", "Slab", "get_slab"]
+
+_BLOCK = 1 << 14  # elements per block of the quadratures (x nodes in memory)
+
+
+class Slab:
+    """A slab family; subclasses implement :meth:`log_moment` and the slab-only parts.
+
+    Attributes
+    ----------
+    name : str
+        Name used by ``RegimeModel(slab=...)``.
+    params : tuple of str
+        Posterior variables (dim ``group``) holding the slab parameters, in the order
+        the methods take them after ``pi``.
+    diagnostic_vars : tuple of str
+        Posterior variables checked by the fit diagnostics.
+    default_priors : dict
+        Priors of the slab parameters, merged into ``RegimeModel``'s priors.
+    """
+
+    name: ClassVar[str] = ""
+    params: ClassVar[tuple[str, ...]] = ()
+    diagnostic_vars: ClassVar[tuple[str, ...]] = ()
+    default_priors: ClassVar[dict[str, Any]] = {}
+
+    # -- to implement -------------------------------------------------------------
+    def check(self, *theta: ArrayLike) -> None:
+        """Raise ValueError for invalid slab parameters."""
+
+    def log_moment(self, k: ArrayLike, n: ArrayLike, *theta: ArrayLike) -> np.ndarray:
+        """M(k, n) = log E_slab[p^k (1 - p)^(n - k)]."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def slab_prob_below(self, eps, k, n, *theta) -> np.ndarray:
+        """P(p < eps | k of n, not structural)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def sample_slab_p(self, rng: np.random.Generator, k, n, *theta) -> np.ndarray:
+        """One draw of p from the slab posterior given k of n, per element."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def pymc_logpmf(self, param, n: np.ndarray, k: np.ndarray, s: np.ndarray):
+        """Slab log-pmf of each pattern as a PyTensor expression.
+
+        ``param(name)`` creates a per-group parameter with the prior ``priors[name]``
+        (hierarchical when there are several groups) and returns its tensor; ``s`` is
+        each pattern's group.
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # -- generic closed forms -------------------------------------------------------
+    def _log_weights(self, k, n, pi, *theta) -> tuple[np.ndarray, np.ndarray]:
+        cf._check_hyper(pi, 1.0, 1.0)
+        self.check(*theta)
+        cf._check_counts(k, n)
+        log_pi, log_1m_pi = cf._log_pi_pair(pi)
+        slab0 = self.log_moment(0.0, n, *theta)
+        with np.errstate(invalid="ignore"):
+            denom = np.logaddexp(log_pi, log_1m_pi + slab0)
+            zero = np.asarray(k) == 0
+            log_w = np.where(zero, log_pi - denom, -np.inf)
+            log_1mw = np.where(zero, log_1m_pi + slab0 - denom, 0.0)
+        return log_w[()], log_1mw[()]
+
+    def logpmf(self, k, n, pi, *theta) -> np.ndarray:
+        """log P(k | n) of the zero-inflated slab-binomial (-inf outside 0 <= k <= n)."""
+        cf._check_hyper(pi, 1.0, 1.0)
+        self.check(*theta)
+        k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+        inside = (k >= 0) & (k <= n)
+        kc = np.clip(k, 0, None)
+        slab = cf.log_binom(n, k) + self.log_moment(kc, np.maximum(n, kc), *theta)
+        slab = np.where(inside, slab, -np.inf)
+        return cf._zero_inflate(k == 0, pi, slab)
+
+    def log_structural_weight(self, k, n, pi, *theta) -> np.ndarray:
+        """log w, w = P(structural | k of n)."""
+        return self._log_weights(k, n, pi, *theta)[0]
+
+    def structural_weight(self, k, n, pi, *theta) -> np.ndarray:
+        """w = P(structural | k of n)."""
+        return np.exp(self.log_structural_weight(k, n, pi, *theta))
+
+    def log_no_success(self, k, n, m, *theta) -> np.ndarray:
+        """log E[(1 - p)^m] under the slab posterior given k of n (0 at m = 0)."""
+        self.check(*theta)
+        k, n, m = (np.asarray(v, dtype=float) for v in (k, n, m))
+        finite = np.isfinite(m) & (m > 0)
+        mf = np.where(finite, m, 0.0)
+        diff = self.log_moment(k, n + mf, *theta) - self.log_moment(k, n, *theta)
+        return np.where(m == 0, 0.0, np.where(finite, diff, -np.inf))[()]
+
+    def expected_gain(self, k, n, m, pi, *theta) -> np.ndarray:
+        """G(m) = P(at least one success in m more rollouts | k of n)."""
+        _, log_1mw = self._log_weights(k, n, pi, *theta)
+        return np.exp(log_1mw) * cf._one_minus_exp(self.log_no_success(k, n, m, *theta))
+
+    def log_marginal_gain(self, k, n, j, pi, *theta) -> np.ndarray:
+        """log Delta(j) = log(G(j) - G(j - 1)) for j >= 1."""
+        if np.any(np.asarray(j, dtype=float) < 1):
+            raise ValueError("the rollout index j must be >= 1")
+        _, log_1mw = self._log_weights(k, n, pi, *theta)
+        k, n, j = (np.asarray(v, dtype=float) for v in (k, n, j))
+        return log_1mw + self.log_moment(k + 1, n + j, *theta) - self.log_moment(k, n, *theta)
+
+    def posterior_mean_p(self, k, n, pi, *theta) -> np.ndarray:
+        """E[p | k of n]."""
+        _, log_1mw = self._log_weights(k, n, pi, *theta)
+        k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+        return np.exp(
+            log_1mw + self.log_moment(k + 1, n + 1, *theta) - self.log_moment(k, n, *theta)
+        )
+
+    def prob_below(self, eps, k, n, pi, *theta) -> np.ndarray:
+        """P(p < eps | k of n) = w + (1 - w) P_slab(p < eps | k of n)."""
+        log_w, log_1mw = self._log_weights(k, n, pi, *theta)
+        w, one_m_w = np.exp(log_w), np.exp(log_1mw)
+        eps = np.asarray(eps, dtype=float)
+        lower = self.slab_prob_below(np.clip(eps, 0.0, 1.0), k, n, *theta)
+        out = np.where(lower <= 0.5, w + one_m_w * lower, 1.0 - one_m_w * (1.0 - lower))
+        return np.where(eps <= 0, 0.0, np.where(eps >= 1, 1.0, out))[()]
+
+    def pass_at_k_new_problem(self, k, pi, *theta) -> np.ndarray:
+        """pass@k of a new problem: (1 - pi) (1 - exp(M(0, k)))."""
+        cf._check_hyper(pi, 1.0, 1.0)
+        self.check(*theta)
+        pi = np.asarray(pi, dtype=float)
+        return (1.0 - pi) * cf._one_minus_exp(self.log_moment(0.0, k, *theta))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BetaSlab(Slab):
+    """``p ~ Beta(a, b)`` (parameters ``alpha``, ``beta``): :mod:`closed_form` exactly.
+
+    Examples
+    --------
+    >>> from bayes_regimes import closed_form as cf
+    >>> bool(
+    ...     BetaSlab().expected_gain(0, 10, 50, 0.2, 0.5, 3.0)
+    ...     == cf.expected_gain(0, 10, 50, 0.2, 0.5, 3.0)
+    ... )
+    True
+    """
+
+    name = "beta"
+    params = ("alpha", "beta")
+    diagnostic_vars = ("mu", "kappa")
+
+    def check(self, a, b) -> None:
+        cf._check_hyper(None, a, b)
+
+    def log_moment(self, k, n, a, b) -> np.ndarray:
+        k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+        return cf._log_beta_shift(a, b, k, n - k)
+
+    def slab_prob_below(self, eps, k, n, a, b) -> np.ndarray:
+        k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+        x, y = np.asarray(a, dtype=float) + k, np.asarray(b, dtype=float) + n - k
+        e = np.clip(np.asarray(eps, dtype=float), 0.0, 1.0)
+        return np.where(betainc(x, y, e) <= 0.5, betainc(x, y, e), 1.0 - betaincc(x, y, e))[()]
+
+    def sample_slab_p(self, rng, k, n, a, b) -> np.ndarray:
+        return rng.beta(a + k, b + n - k)
+
+    # Exact delegation, so that results are those of closed_form bit for bit.
+    def logpmf(self, k, n, pi, a, b):
+        return cf.zibb_logpmf(k, n, pi, a, b)
+
+    def log_structural_weight(self, k, n, pi, a, b):
+        return cf.log_structural_weight(k, n, pi, a, b)
+
+    def log_no_success(self, k, n, m, a, b):
+        return cf.log_no_success(k, n, m, a, b)
+
+    def expected_gain(self, k, n, m, pi, a, b):
+        return cf.expected_gain(k, n, m, pi, a, b)
+
+    def log_marginal_gain(self, k, n, j, pi, a, b):
+        return cf.log_marginal_gain(k, n, j, pi, a, b)
+
+    def posterior_mean_p(self, k, n, pi, a, b):
+        return cf.posterior_mean_p(k, n, pi, a, b)
+
+    def prob_below(self, eps, k, n, pi, a, b):
+        return cf.prob_below(eps, k, n, pi, a, b)
+
+    def pass_at_k_new_problem(self, k, pi, a, b):
+        return cf.pass_at_k_new_problem(k, pi, a, b)
+
+    def pymc_logpmf(self, param, n, k, s):  # pragma: no cover - the model keeps its own
+        raise NotImplementedError("RegimeModel builds the beta slab itself")
+
+
+# ---------------------------------------------------------------------------------
+# logit-normal slab: adaptive Gaussian quadrature in t = logit p
+# ---------------------------------------------------------------------------------
+_NODES = 32  # Gauss-Legendre nodes per side of the split
+_WIDTH = 2.5  # the nodes' Gaussian is this many times the wider side of the integrand
+_SIR_WIDTH = 1.5  # the same for the proposal of the posterior draws of p
+_NEWTON_STEPS = 5
+_NEWTON_MAX_STEP = 3.0
+_SIDE_PROBE = 2.0  # side widths are matched at this many standard deviations
+_SIR_CANDIDATES = 64
+
+
+def _log_sigmoid1(t):
+    return min(t, 0.0) - math.log1p(math.exp(-abs(t)))
+
+
+def _sigmoid1(t):
+    e = math.exp(-abs(t))
+    return (1.0 if t >= 0 else e) / (1.0 + e)
+
+
+def _log_f1(t, k, n, loc, scale):
+    """:func:`_log_f` of one element."""
+    z = (t - loc) / scale
+    return k * _log_sigmoid1(t) + (n - k) * _log_sigmoid1(-t) - 0.5 * z * z
+
+
+def _one_sided_mode1(k, n, loc, s2):
+    """Mode of the integrand when p is small there (sigmoid(t) ~ exp(t)).
+
+    Solves n e^t = k + (loc - t) / s2: with y = loc + k s2 - t, y e^y = n s2 e^(loc + k s2),
+    i.e. log y + y = L, by Newton's method on l = log y (convex and increasing in l,
+    started to the right of the root, so it converges monotonically).
+    """
+    big = math.log(max(n * s2, 1e-300)) + loc + k * s2
+    ell = math.log1p(big) if big > 0 else big + 1.0
+    for _ in range(6):
+        e = math.exp(ell)
+        ell = ell - (e + ell - big) / (e + 1.0)
+    return loc + k * s2 - math.exp(ell)
+
+
+def _side_width1(top, t, s, sign, k, n, loc, scale):
+    """Width of a Gaussian matching the integrand's fall-off on one side of its mode."""
+    sd = s
+    for _ in range(3):
+        drop = top - _log_f1(t + sign * _SIDE_PROBE * sd, k, n, loc, scale)
+        ratio = 0.5 * _SIDE_PROBE * _SIDE_PROBE / max(drop, 1e-12)
+        sd = sd * math.sqrt(min(max(ratio, 0.25), 16.0))
+    return sd
+
+
+def _proposal1(k, n, loc, scale, factor):
+    """Centre (the integrand's mode in t) and width of the Gaussian carrying the nodes.
+
+    The integrand ``exp(_log_f)`` is log-concave in t. Its mode: the best of three
+    starting points (a Gaussian approximation, and the one-sided solutions for small
+    and for large p), then Newton steps. Its width: the wider of the two sides'
+    fall-off, times ``factor``.
+    """
+    prec0 = 1.0 / (scale * scale)
+    kh, fh = k + 0.5, n - k + 0.5
+    prec_lik = kh * fh / (n + 1.0)
+    t = (prec0 * loc + prec_lik * math.log(kh / fh)) / (prec0 + prec_lik)
+    best = _log_f1(t, k, n, loc, scale)
+    for c in (
+        _one_sided_mode1(k, n, loc, scale * scale),
+        -_one_sided_mode1(n - k, n, -loc, scale * scale),
+    ):
+        lf = _log_f1(c, k, n, loc, scale)
+        if lf > best:
+            t, best = c, lf
+    for _ in range(_NEWTON_STEPS):
+        sig, sig_c = _sigmoid1(t), _sigmoid1(-t)
+        step = (k - n * sig - (t - loc) * prec0) / (n * sig * sig_c + prec0)
+        t = t + min(max(step, -_NEWTON_MAX_STEP), _NEWTON_MAX_STEP)
+    s = 1.0 / math.sqrt(n * _sigmoid1(t) * _sigmoid1(-t) + prec0)
+    top = _log_f1(t, k, n, loc, scale)
+    left = _side_width1(top, t, s, -1.0, k, n, loc, scale)
+    right = _side_width1(top, t, s, 1.0, k, n, loc, scale)
+    return t, factor * max(left, right)
+
+
+def _proposal_flat(k, n, loc, scale, factor):
+    """:func:`_proposal1` over flat float arrays of one length: (centre, width)."""
+    centre = np.empty(k.size)
+    width = np.empty(k.size)
+    for i in range(k.size):
+        centre[i], width[i] = _proposal1(k[i], n[i], loc[i], scale[i], factor)
+    return centre, width
+
+
+_JITTED = ("_log_sigmoid1", "_sigmoid1", "_log_f1", "_one_sided_mode1", "_side_width1")
+_JITTED += ("_proposal1", "_proposal_flat")
+
+
+@functools.cache
+def compiled_proposal():
+    """:func:`_proposal_flat` compiled by numba (on first use, cached on disk).
+
+    The scalar functions above are plain Python; here they are replaced, in this
+    module's namespace, by their numba-compiled versions, which find each other there
+    when compiled. Without numba they stay plain Python (slow, but correct). Compiling
+    lazily keeps numba out of ``import bayes_regimes``.
+    """
+    try:
+        from numba import njit
+    except ImportError:  # pragma: no cover - numba comes with PyTensor
+        return _proposal_flat
+    namespace = globals()
+    for name in _JITTED:
+        namespace[name] = njit(cache=True)(namespace[name])
+    return namespace["_proposal_flat"]
+
+
+def _proposal(k, n, loc, scale, factor=_WIDTH):
+    """Centre and width of the quadrature's Gaussian, numpy in (broadcast) and out."""
+    args = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, n, loc, scale)))
+    flat = [np.ascontiguousarray(v).ravel() for v in args]
+    centre, width = compiled_proposal()(*flat, float(factor))
+    return centre.reshape(args[0].shape), width.reshape(args[0].shape)
+
+
+_NP = SimpleNamespace(
+    log=np.log,
+    log_sigmoid=log_expit,
+    logsumexp=lambda x: logsumexp(x, axis=-1),
+    newaxis=lambda x: x[..., None],
+    stop_gradient=lambda x: x,
+    proposal=_proposal,
+)
+
+
+def _pt_namespace():
+    import pytensor.tensor as pt
+    from pytensor.gradient import disconnected_grad
+
+    from bayes_regimes.models.slab_ops import quadrature_proposal
+
+    return SimpleNamespace(
+        log=pt.log,
+        log_sigmoid=lambda x: -pt.softplus(-x),
+        logsumexp=lambda x: pt.logsumexp(x, axis=-1),
+        newaxis=lambda x: x[..., None],
+        stop_gradient=disconnected_grad,
+        proposal=quadrature_proposal,
+    )
+
+
+# Gauss-Legendre on the probability scale u of a Gaussian: log nodes u / U and log weights.
+_LEG_Y, _LEG_W = np.polynomial.legendre.leggauss(_NODES)
+_LOG_FRAC = np.log((1.0 + _LEG_Y) / 2.0)
+_LOG_LW = np.log(_LEG_W / 2.0)
+# Split at the Gaussian's centre (u = 1/2): fixed nodes z and log weights of the whole line
+# for the integral of g(z) phi(z) dz with g = f / phi.
+_Z_HALF = ndtri_exp(math.log(0.5) + _LOG_FRAC)
+_Z_MODE = np.concatenate([_Z_HALF, -_Z_HALF])
+_LOGW_MODE = math.log(0.5) + np.concatenate([_LOG_LW, _LOG_LW]) + 0.5 * _Z_MODE**2
+
+
+def _log_f(xp, t, k, n, loc, scale):
+    """log of p^k (1 - p)^(n - k) exp(-(t - loc)^2 / (2 scale^2)), p = sigmoid(t)."""
+    z = (t - loc) / scale
+    return k * xp.log_sigmoid(t) + (n - k) * xp.log_sigmoid(-t) - 0.5 * z * z
+
+
+def _ln_log_moment(xp, k, n, loc, scale):
+    """M(k, n) of the logit-normal slab; arguments broadcast (a node axis is appended).
+
+    ``exp(M) = (width / scale) * int_0^1 exp(log_f(t(u)) + z(u)^2 / 2) du`` with
+    ``t = centre + width * z`` and ``u = Phi(z)``; Gauss-Legendre on each half of u.
+    """
+    # The nodes' placement is not differentiated: the integral does not depend on it
+    # (beyond the quadrature error), and the gradient graph stays small.
+    centre, width = (xp.stop_gradient(v) for v in xp.proposal(k, n, loc, scale))
+    t = xp.newaxis(centre) + xp.newaxis(width) * _Z_MODE
+    lf = _log_f(xp, t, xp.newaxis(k), xp.newaxis(n), xp.newaxis(loc), xp.newaxis(scale))
+    return xp.logsumexp(_LOGW_MODE + lf) + xp.log(width) - xp.log(scale)
+
+
+def _blocked(fn, *args: ArrayLike) -> np.ndarray:
+    """Apply ``fn`` to broadcast flat float arrays in blocks, keep the shape."""
+    shape, flats = cf._arrays(*args)
+    out = np.empty(flats[0].shape)
+    for start in range(0, out.size, _BLOCK):
+        sl = slice(start, start + _BLOCK)
+        out[sl] = fn(*(f[sl] for f in flats))
+    return cf._done(out, shape)
+
+
+def _half_integral(log_mass, sign, k, n, loc, scale, centre, width):
+    """log of the integral of the integrand over one side of a cut (up to a constant
+    common to both sides), by Gauss-Legendre on the probability scale u of the
+    Gaussian N(centre, width): ``sign=+1`` the lower side, whose Gaussian mass is
+    ``exp(log_mass)``; ``sign=-1`` the upper side, mirrored."""
+    log_u = log_mass[:, None] + _LOG_FRAC
+    z = sign * ndtri_exp(log_u)
+    t = centre[:, None] + width[:, None] * z
+    lf = _log_f(_NP, t, k[:, None], n[:, None], loc[:, None], scale[:, None])
+    log_ratio = lf + 0.5 * z * z  # f / q up to constants common to both sides
+    return log_mass + logsumexp(_LOG_LW + log_ratio, axis=1)
+
+
+def _ln_prob_below_flat(eps, k, n, loc, scale):
+    centre, width = _proposal(k, n, loc, scale)
+    e = np.clip(eps, 1e-300, 1.0 - 1e-16)
+    z = (np.log(e) - np.log1p(-e) - centre) / width
+    lower = _half_integral(log_ndtr(z), 1.0, k, n, loc, scale, centre, width)
+    upper = _half_integral(log_ndtr(-z), -1.0, k, n, loc, scale, centre, width)
+    out = np.exp(lower - np.logaddexp(lower, upper))
+    return np.where(eps <= 0, 0.0, np.where(eps >= 1, 1.0, out))
+
+
+class LogitNormalSlab(Slab):
+    """``logit p ~ Normal(loc, scale)`` (parameters ``slab_loc``, ``slab_scale``).
+
+    Priors (weakly informative; override with ``priors=``): ``slab_loc ~
+    Normal(-2, 2)`` (median slab p 0.12; 89 % of loc between logit 0.004 and 0.77),
+    ``log(slab_scale) ~ Normal(0.5, 0.75)`` (scale 0.5 to 5.5: from one order of
+    magnitude of spread in p to many).
+
+    Examples
+    --------
+    >>> slab = LogitNormalSlab()
+    >>> p = 1 / (1 + np.exp(-np.random.default_rng(0).normal(-3.0, 2.0, 400_000)))
+    >>> mc = np.mean(p**2 * (1 - p) ** 8)
+    >>> bool(np.isclose(np.exp(slab.log_moment(2, 10, -3.0, 2.0)), mc, rtol=0.02))
+    True
+    """
+
+    name = "logitnormal"
+    params = ("slab_loc", "slab_scale")
+    diagnostic_vars = ("slab_loc", "slab_scale")
+    default_priors: ClassVar[dict[str, Any]] = {
+        "slab_loc": (-2.0, 2.0),
+        "log_slab_scale": (0.5, 0.75),
+    }
+
+    def check(self, loc, scale) -> None:
+        if np.any(~np.isfinite(np.asarray(loc, dtype=float))):
+            raise ValueError("the slab location must be finite")
+        if np.any(np.asarray(scale, dtype=float) <= 0):
+            raise ValueError("the slab scale must be positive")
+
+    def log_moment(self, k, n, loc, scale) -> np.ndarray:
+        self.check(loc, scale)
+        return _blocked(lambda *a: _ln_log_moment(_NP, *a), k, n, loc, scale)
+
+    def slab_prob_below(self, eps, k, n, loc, scale) -> np.ndarray:
+        self.check(loc, scale)
+        return _blocked(_ln_prob_below_flat, eps, k, n, loc, scale)
+
+    def sample_slab_p(self, rng, k, n, loc, scale) -> np.ndarray:
+        """Sampling-importance-resampling: 64 candidates from a Gaussian at the mode."""
+        self.check(loc, scale)
+        shape, (kf, nf, lf_, sf) = cf._arrays(k, n, loc, scale)
+        out = np.empty(kf.shape)
+        for start in range(0, out.size, _BLOCK):
+            sl = slice(start, start + _BLOCK)
+            kk, nn, ll, ss = kf[sl], nf[sl], lf_[sl], sf[sl]
+            centre, width = _proposal(kk, nn, ll, ss, _SIR_WIDTH)
+            z = rng.standard_normal((kk.size, _SIR_CANDIDATES))
+            t = centre[:, None] + width[:, None] * z
+            logw = _log_f(_NP, t, kk[:, None], nn[:, None], ll[:, None], ss[:, None]) + 0.5 * z * z
+            pick = np.argmax(logw + rng.gumbel(size=logw.shape), axis=1)
+            out[sl] = expit(t[np.arange(kk.size), pick])
+        return cf._done(out, shape)
+
+    def pymc_logpmf(self, param, n, k, s):
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        loc = param("slab_loc")
+        log_scale = param("log_slab_scale")
+        scale = pm.Deterministic("slab_scale", pt.exp(log_scale), dims="group")
+        kk, nn = pt.cast(k, "float64"), pt.cast(n, "float64")
+        log_m = _ln_log_moment(_pt_namespace(), kk, nn, loc[s], scale[s])
+        log_binom = pt.gammaln(nn + 1.0) - pt.gammaln(kk + 1.0) - pt.gammaln(nn - kk + 1.0)
+        return log_binom + log_m
+
+
+#: The slab families by name.
+SLAB_FAMILIES: dict[str, Slab] = {"beta": BetaSlab(), "logitnormal": LogitNormalSlab()}
+
+
+def get_slab(name: str | Slab) -> Slab:
+    """The slab family called ``name`` (a :class:`Slab` is returned as is).
+
+    Examples
+    --------
+    >>> get_slab("beta").params
+    ('alpha', 'beta')
+    """
+    if isinstance(name, Slab):
+        return name
+    if name not in SLAB_FAMILIES:
+        raise ValueError(f"unknown slab {name!r}; available: {', '.join(SLAB_FAMILIES)}")
+    return SLAB_FAMILIES[name]

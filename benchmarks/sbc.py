@@ -1,0 +1,163 @@
+"""Simulation-based calibration of every core model variant (the full run).
+
+For each variant -- zero-inflated and plain beta-binomial, one group and several
+groups -- draw (pi, mu, kappa) per group from the model's own prior, simulate a
+benchmark, fit it with the package's ``fit`` (nutpie, default target_accept) and
+rank the truth among thinned posterior draws (:mod:`bayes_regimes.sbc`). Prints a
+markdown table (variant, parameter, simulations, chi-square and ECDF p-values,
+failed fits) and writes ``benchmarks/results/sbc.json``, ``sbc.md`` and the ECDF
+plot ``sbc_ecdf.png``. Results are rewritten after each variant, so an
+interrupted run keeps what it finished.
+
+100 simulations per variant by default (not 200: that would take about 35 min on
+the shared 2-core machine; 100 took 17 min there). Command (repository root)::
+
+    .venv/bin/python benchmarks/sbc.py
+    .venv/bin/python benchmarks/sbc.py --n-sims 20 --out sbc_quick   # ~3 min
+
+Flags: ``--n-sims``, ``--n-problems`` (per group), ``--n`` (rollouts per problem),
+``--groups`` (of the grouped variants), ``--draws/--tune/--chains``,
+``--n-rank-draws``, ``--variants`` (default zi, plain, zi_grouped, plain_grouped;
+also zi_logitnormal, the logit-normal slab, slow), ``--adaptation {low_rank,diag}``
+(nutpie's mass matrix; default the package's), ``--seed``, ``--out STEM``. The
+comparison of adaptations::
+
+    .venv/bin/python benchmarks/sbc.py --variants zi zi_grouped plain_grouped \
+        --adaptation diag --out sbc_diag
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from _common import RESULTS_DIR, load_average, machine_info, markdown_table, write_results
+
+from bayes_regimes import RegimeModel
+from bayes_regimes.sbc import plot_sbc, run_sbc
+
+VARIANTS = {
+    "zi": (RegimeModel, False),
+    "plain": (functools.partial(RegimeModel, structural=False), False),
+    "zi_grouped": (RegimeModel, True),
+    "plain_grouped": (functools.partial(RegimeModel, structural=False), True),
+    # Not in the default run: ~50 s to compile and some prior draws give very slow fits.
+    "zi_logitnormal": (functools.partial(RegimeModel, slab="logitnormal"), False),
+}
+DEFAULT_VARIANTS = ["zi", "plain", "zi_grouped", "plain_grouped"]
+COLUMNS = {
+    "variant": "model",
+    "parameter": "parameter",
+    "n_sims": "n_sims",
+    "chi2_pvalue": "chi2 p-value",
+    "ecdf_pvalue": "ECDF p-value",
+    "mean_pit": "mean PIT",
+    "sd_pit": "sd PIT",
+    "failed_fits": "failed fits",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-sims", type=int, default=100)
+    ap.add_argument("--n-problems", type=int, default=100)
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--groups", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--n-rank-draws", type=int, default=99)
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    ap.add_argument(
+        "--adaptation",
+        choices=["low_rank", "diag"],
+        default=None,
+        help="nutpie mass-matrix adaptation (default: the package's, BaseModel.nutpie_low_rank)",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="sbc")
+    return ap.parse_args(argv)
+
+
+def with_adaptation(make, adaptation: str | None):
+    """Wrap a model factory to force nutpie's mass-matrix adaptation (None: default)."""
+
+    def make_model(data):
+        model = make(data)
+        if adaptation is not None:
+            model.nutpie_low_rank = adaptation == "low_rank"
+        return model
+
+    return make_model
+
+
+def png_path(out: str) -> Path:
+    stem = Path(out)
+    stem = RESULTS_DIR / stem if stem.parent == Path(".") else stem
+    return stem.with_name(stem.name + "_ecdf.png")
+
+
+def table_rows(name: str, res) -> list[dict]:
+    uni = res.uniformity().reset_index()
+    failed = f"{res.n_failed}/{res.ranks.sizes['simulation']}"
+    return [
+        {"variant": name, **row, "failed_fits": failed} for row in uni.to_dict(orient="records")
+    ]
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    results = {"machine": machine_info(), "settings": vars(args), "variants": {}}
+    rows, done = [], []
+    for i, name in enumerate(args.variants):
+        make_model, grouped = VARIANTS[name]
+        start = time.perf_counter()
+
+        def progress(k, total, name=name, start=start):
+            if k % 10 == 0 or k == total:
+                rate = (time.perf_counter() - start) / k
+                print(f"  {name}: {k}/{total} ({rate:.1f} s/simulation)", file=sys.stderr)
+
+        res = run_sbc(
+            with_adaptation(make_model, args.adaptation),
+            args.n_sims,
+            n_groups=args.groups if grouped else 1,
+            n_problems=args.n_problems,
+            n=args.n,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            n_rank_draws=args.n_rank_draws,
+            random_seed=args.seed + i,
+            label=name,
+            progress=progress,
+        )
+        entry = res.to_dict()
+        entry["wall_seconds"] = time.perf_counter() - start
+        results["variants"][name] = entry
+        rows += table_rows(name, res)
+        done.append(res)
+        results["machine"]["load_average_end"] = load_average()
+        md = markdown_table(rows, COLUMNS)
+        write_results(args.out, results, md)
+        fig = plot_sbc(done)
+        fig.savefig(png_path(args.out), dpi=90)
+        plt.close(fig)
+        print(
+            f"{name}: {entry['wall_seconds']:.0f} s, failed fits {res.n_failed} "
+            f"{res.failure_reasons()}",
+            file=sys.stderr,
+        )
+    print(md)
+    return results
+
+
+if __name__ == "__main__":
+    main()

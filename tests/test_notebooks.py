@@ -1,0 +1,100 @@
+"""Execute every notebook in notebooks/ (picked up automatically) with nbclient.
+
+Each notebook runs top to bottom in a fresh kernel started from *this* interpreter
+(a temporary kernelspec pointing at ``sys.executable``, so the venv's package is the
+one imported, whatever kernels the machine has installed). Any cell that raises
+fails the test: errors are never allowed.
+
+A notebook that reads the public data (``../shared/data``) is skipped, with the
+reason, when the data folder is absent. It says so in its metadata,
+``{"bayes_regimes": {"requires_data": true}}``; without that key, a notebook is
+taken to need the data when its code mentions ``bayes_regimes.datasets`` or one of
+its loaders, or ``read_failure_profiles``.
+
+Executing the notebooks takes a few minutes (each fits models), so that test is
+marked slow (``make test-slow``); the structural checks below run in the fast suite.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayes_regimes import datasets
+
+nbformat = pytest.importorskip("nbformat")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+KERNEL_NAME = "bayes-regimes-test"
+#: Code that marks a notebook as reading the public data (when its metadata is silent).
+DATA_MARKERS = ("bayes_regimes.datasets", "load_source(", "source_path(", "read_failure_profiles(")
+#: Wall-clock limit per cell, generous for a loaded 2-core machine.
+CELL_TIMEOUT_S = 900
+
+
+def requires_data(nb) -> bool:
+    """Whether the notebook reads the public data folder."""
+    meta = nb.metadata.get("bayes_regimes", {})
+    if "requires_data" in meta:
+        return bool(meta["requires_data"])
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    return any(marker in code for marker in DATA_MARKERS)
+
+
+@pytest.fixture(scope="module")
+def kernel_spec_manager(tmp_path_factory):
+    """A kernelspec whose kernel is ``sys.executable -m ipykernel_launcher``."""
+    pytest.importorskip("ipykernel")
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    root = tmp_path_factory.mktemp("kernels")
+    spec = root / KERNEL_NAME
+    spec.mkdir()
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec.joinpath("kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "bayes_regimes test", "language": "python"})
+    )
+    return KernelSpecManager(kernel_dirs=[str(root)])
+
+
+def test_notebooks_exist():
+    names = [p.name for p in NOTEBOOKS]
+    assert "01_quickstart.ipynb" in names and "03_model_checking.ipynb" in names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean(path):
+    """Valid nbformat, a Python kernelspec, and no stored error output."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("language") == "python"
+    stored = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in stored if o.get("output_type") == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path, kernel_spec_manager):
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    if requires_data(nb) and datasets.data_dir() is None:
+        pytest.skip(f"{path.name} reads the public data: {datasets.missing_reason()}")
+    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_spec_manager)
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=CELL_TIMEOUT_S,
+        allow_errors=False,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    client.execute()  # raises CellExecutionError on the first failing cell
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors
