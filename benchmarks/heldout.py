@@ -18,7 +18,9 @@ Methods, all on the same split: ``bayes_regimes[<variant>]`` -- one
 the baselines of :mod:`bayes_regimes.baselines`: ``no_extrapolation``,
 ``unbiased_estimator``, ``beta_binomial_mle``, ``power_law``, ``bayes_at_n``. A
 variant is ``{zi,plain}_{slab}`` for every slab in
-:data:`bayes_regimes.models.regime.SLABS` (zi = with the structural point mass).
+:data:`bayes_regimes.models.regime.SLABS` (zi = with the structural point mass),
+optionally ``+<prior set>`` for a prior-sensitivity run (:data:`PRIOR_SETS`, e.g.
+``zi_logitnormal+wide``).
 Every fit's diagnostics are recorded and a failed fit is flagged in the table.
 Within one model, a pooled fit gives every failure the same prediction, so
 within-model AUROC is 0.5 by construction for every method here except
@@ -36,6 +38,12 @@ Command (repository root; default data: Large Language Monkeys, 7 Pythia models 
     .venv/bin/python benchmarks/heldout.py --m 10 --seed 0 --out benchmarks/results/heldout_m10.json
     .venv/bin/python benchmarks/heldout.py --data my_counts.csv --group model --m 10
 
+One table over several runs (here m = 3, 10, 30)::
+
+    .venv/bin/python benchmarks/heldout.py --summarise benchmarks/results/heldout_m3.json \
+        benchmarks/results/heldout_m10.json benchmarks/results/heldout_m30.json \
+        --out benchmarks/results/heldout_summary.md
+
 Any counts file (CSV, Parquet, JSONL) with ``n``, ``k``, a group column (default
 ``model``) and a problem column (default ``problem_id``) works, provided n > m.
 Flags: ``--variants``, ``--draws/--tune/--chains/--sampler``, ``--n-draws`` (draws
@@ -46,6 +54,7 @@ m = 10 with the default settings on the shared 2-core machine.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -102,13 +111,24 @@ def read_counts(path: str | Path, group: str, problem: str) -> pd.DataFrame:
     )
 
 
+#: Alternative priors for prior-sensitivity variants, ``<variant>+<name>``.
+PRIOR_SETS: dict[str, dict] = {
+    # logit-normal slab 2.7 times as wide a priori (median scale e^1), tighter.
+    "wide": {"log_slab_scale": (1.0, 0.5)},
+}
+
+
 def _variant(name: str) -> dict:
-    kind, _, slab = name.partition("_")
-    if kind not in ("zi", "plain") or slab not in SLABS:
+    """RegimeModel keywords of a variant ``{zi,plain}_<slab>[+<prior set>]``."""
+    base, _, prior = name.partition("+")
+    kind, _, slab = base.partition("_")
+    if kind not in ("zi", "plain") or slab not in SLABS or (prior and prior not in PRIOR_SETS):
         raise ValueError(
-            f"unknown variant {name!r}: use zi_<slab> or plain_<slab>, slab in {SLABS}"
+            f"unknown variant {name!r}: use zi_<slab> or plain_<slab>, slab in {SLABS}, "
+            f"optionally +<prior set> in {list(PRIOR_SETS)}"
         )
-    return {"slab": slab, "structural": kind == "zi"}
+    out = {"slab": slab, "structural": kind == "zi"}
+    return {**out, "priors": PRIOR_SETS[prior]} if prior else out
 
 
 # -- the Bayesian method ------------------------------------------------------------------
@@ -332,9 +352,61 @@ def _loo_table(methods: dict[str, BayesMethod]) -> list[dict]:
     return table[keep].to_dict(orient="records")
 
 
+SUMMARY_COLUMNS = {
+    "m": "m",
+    "method": "method",
+    "auroc_pooled": "AUROC",
+    "brier": "Brier",
+    "ece": "ECE",
+    "frac_mae": "rescued MAE",
+    "frac_bias": "rescued bias",
+    "pass@100_mae": "pass@100 MAE",
+    "pass@1000_mae": "pass@1000 MAE",
+    "pass@10000_mae": "pass@10000 MAE",
+    "coverage_89": "89% cover",
+    "elpd_loo": "elpd_loo",
+    "fit_ok": "fits OK",
+}
+
+
+def summary_table(paths: Sequence[str | Path]) -> str:
+    """One markdown table over several saved results (e.g. m = 3, 10, 30): every
+    method's headline metrics, its mean signed error of the rescued fraction, its LOO
+    (first split) and how many of its fits passed their diagnostics."""
+    rows = []
+    for path in paths:
+        results = json.loads(Path(path).read_text())
+        m = results["_meta"]["settings"]["m"]
+        for name, entry in results.items():
+            if name.startswith("_"):
+                continue
+            per_model = pd.DataFrame(entry["per_model"])
+            per_model = per_model[per_model["group"] != POOLED]
+            bias = (per_model["frac_pred"] - per_model["frac_true"]).mean()
+            diags = entry.get("diagnostics") or []
+            loo = entry.get("loo") or {}
+            rows.append(
+                {
+                    "m": m,
+                    "method": name,
+                    **entry["summary"],
+                    "frac_bias": float(bias) if pd.notna(bias) else None,
+                    "elpd_loo": loo.get("elpd_loo"),
+                    "fit_ok": f"{sum(d['ok'] for d in diags)}/{len(diags)}" if diags else None,
+                }
+            )
+    return markdown_table(rows, SUMMARY_COLUMNS)
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark; returns the results written to the JSON file."""
     args = _parser().parse_args(argv)
+    if args.summarise:
+        table = summary_table(args.summarise)
+        if args.out:
+            Path(args.out).write_text(table + "\n")
+        print(table)
+        return {"table": table}
     data_path = Path(args.data) if args.data else source_path("monkeys")
     counts = read_counts(data_path, args.group, args.problem)
     if int(counts["n"].min()) <= args.m:
@@ -454,6 +526,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=FIT["sampler"])
     p.add_argument("--n-draws", type=int, default=400, help="draws behind the intervals")
     p.add_argument("--no-loo", action="store_true", help="skip the LOO comparison")
+    p.add_argument(
+        "--summarise",
+        nargs="+",
+        metavar="JSON",
+        help="only print (and with --out write) one table over saved results",
+    )
     return p
 
 
