@@ -235,6 +235,17 @@ def route_fitted(
         probable), ``rescue_<c>``, ``rescue_<c>_low``, ``rescue_<c>_high`` per
         candidate condition c (baseline first), recommended, recommended_rescue,
         recommended_cost.
+
+    Examples
+    --------
+    >>> from bayes_regimes.data import RolloutData
+    >>> from bayes_regimes.models.interventions import InterventionModel, simulate_interventions
+    >>> counts, _ = simulate_interventions(n_problems=60, random_seed=1)
+    >>> data = RolloutData.from_counts(counts, condition="condition", features=["x0"])
+    >>> model = InterventionModel(data, attempts=3)
+    >>> _ = model.fit(draws=200, tune=200, chains=2, progressbar=False)  # doctest: +SKIP
+    >>> routes = route_fitted(model, costs={"steer": 2.0})  # doctest: +SKIP
+    >>> routes[["problem", "p_steerable", "recommended"]].head()  # doctest: +SKIP
     """
     lay = model.layout
     dr = _thin(model.draws(), max_draws)
@@ -277,6 +288,10 @@ def regime_fractions(
     pandas.DataFrame
         by, regime, n (failures), mean, low, high (equal-tailed ``ci_prob``
         interval over joint posterior draws of every failure's regime).
+
+    Examples
+    --------
+    >>> fractions = regime_fractions(model, by={"sft|gsm8k": "SFT"})  # doctest: +SKIP
     """
     lay = model.layout
     mapping = {g: g for g in lay.groups} if by is None else dict(by)
@@ -355,7 +370,9 @@ def route_new(
     new : pandas.DataFrame
         One row per new failure with the model's feature columns; optional
         ``problem`` (or ``problem_id``) and ``group`` columns. A group unseen in
-        training gets group offsets drawn from the fitted population of groups.
+        training gets intercepts drawn from the fitted population of groups, and
+        its features are z-scored among its rows of ``new``
+        (:meth:`InterventionModel.standardise`).
     costs : dict, optional
         As in :func:`route_fitted`.
     observed : pandas.DataFrame, optional
@@ -373,6 +390,11 @@ def route_new(
     -------
     pandas.DataFrame
         The columns of :func:`route_fitted`, one row per row of ``new``.
+
+    Examples
+    --------
+    >>> new = pd.DataFrame({"problem": ["a", "b"], "x0": [-1.0, 2.0]})
+    >>> route_new(model, new)[["problem", "recommended"]]  # doctest: +SKIP
     """
     lay, cfg = model.layout, model.config
     feats = cfg["features"]
@@ -383,7 +405,6 @@ def route_new(
     if not np.all(np.isfinite(X)):
         row = int(np.argmax(~np.all(np.isfinite(X), axis=1)))
         raise DataError(f"new failures, row {row}: missing or non-finite feature value")
-    Z = (X - model._x_mean) / model._x_sd
     pcol = "problem" if "problem" in new.columns else "problem_id"
     problem = new[pcol].astype(str).to_numpy() if pcol in new.columns else np.arange(len(new))
     groups = (
@@ -391,6 +412,7 @@ def route_new(
         if "group" in new.columns
         else np.full(len(new), lay.groups[0], dtype=object)
     )
+    Z = model.standardise(X, groups)
     C, conds = len(model.conditions), model.conditions
     K = np.zeros((len(new), C), np.int64)
     D = np.zeros((len(new), C), np.int64)

@@ -20,7 +20,7 @@ the baselines of :mod:`bayes_regimes.baselines`: ``no_extrapolation``,
 variant is ``{zi,plain}_{slab}`` for every slab in
 :data:`bayes_regimes.models.regime.SLABS` (zi = with the structural point mass),
 optionally ``+<prior set>`` for a prior-sensitivity run (:data:`PRIOR_SETS`, e.g.
-``zi_logitnormal+wide``).
+``zi_logitnormal+narrow``).
 Every fit's diagnostics are recorded and a failed fit is flagged in the table.
 Within one model, a pooled fit gives every failure the same prediction, so
 within-model AUROC is 0.5 by construction for every method here except
@@ -86,6 +86,7 @@ from bayes_regimes.heldout import (
 from bayes_regimes.models.regime import SLABS
 
 DEFAULT_VARIANTS = tuple(f"{kind}_{slab}" for slab in SLABS for kind in ("zi", "plain"))
+DEFAULT_VARIANTS += ("zi_logitnormal+narrow",)
 KS = (100, 1000, 10000)
 FIT = dict(draws=1000, tune=1000, chains=2, sampler="nutpie")
 
@@ -113,7 +114,10 @@ def read_counts(path: str | Path, group: str, problem: str) -> pd.DataFrame:
 
 #: Alternative priors for prior-sensitivity variants, ``<variant>+<name>``.
 PRIOR_SETS: dict[str, dict] = {
-    # logit-normal slab 2.7 times as wide a priori (median scale e^1), tighter.
+    # The logit-normal slab's first default prior (median scale 1.65); the default is
+    # now log(slab_scale) ~ Normal(1, 0.5) (median 2.7), chosen at m = 10 and
+    # confirmed at m = 3 and m = 30 (see results/heldout_summary.md).
+    "narrow": {"log_slab_scale": (0.5, 0.75)},
     "wide": {"log_slab_scale": (1.0, 0.5)},
 }
 
@@ -334,22 +338,31 @@ def render(results: dict, m: int) -> str:
     lines.append(markdown_table(per_model, {k: k for k in per_model[0]}))
     if meta.get("loo"):
         lines += ["", "LOO (pattern-weighted PSIS-LOO on the training counts, first split):", ""]
-        lines.append(markdown_table(meta["loo"], {k: k for k in meta["loo"][0]}))
+        keys = list(dict.fromkeys(k for row in meta["loo"] for k in row))
+        lines.append(markdown_table(meta["loo"], {k: k for k in keys}))
     return "\n".join(lines) + "\n"
 
 
 def _loo_table(methods: dict[str, BayesMethod]) -> list[dict]:
-    from bayes_regimes.compare import compare
+    """Pattern-weighted LOO of every fitted variant, compared; a variant whose LOO
+    fails (PSIS on a stuck chain, whose draws repeat) is reported, not compared."""
+    from bayes_regimes.compare import compare, loo
 
-    fitted = {name: bm.model for name, bm in methods.items() if bm.model is not None}
-    if len(fitted) < 1:
-        return []
-    try:
-        table = compare(fitted).reset_index()
-    except ValueError as err:  # e.g. PSIS on a degenerate tiny fit: report, do not stop
-        return [{"model": name, "error": str(err)} for name in fitted]
+    fitted, failed = {}, []
+    for name, bm in methods.items():
+        if bm.model is None:
+            continue
+        try:
+            loo(bm.model)
+        except ValueError as err:
+            failed.append({"model": name, "error": f"LOO failed: {err}"})
+        else:
+            fitted[name] = bm.model
+    if not fitted:
+        return failed
+    table = compare(fitted).reset_index()
     keep = ["model", "rank", "elpd_loo", "se", "elpd_diff", "dse", "p_loo", "n_bad_k"]
-    return table[keep].to_dict(orient="records")
+    return table[keep].to_dict(orient="records") + failed
 
 
 SUMMARY_COLUMNS = {
@@ -401,6 +414,12 @@ def summary_table(paths: Sequence[str | Path]) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark; returns the results written to the JSON file."""
     args = _parser().parse_args(argv)
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        markdown = render(results, results["_meta"]["settings"]["m"])
+        Path(args.render).with_suffix(".md").write_text(markdown)
+        print(markdown)
+        return results
     if args.summarise:
         table = summary_table(args.summarise)
         if args.out:
@@ -490,9 +509,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     out = Path(args.out) if args.out else RESULTS_DIR / f"heldout_m{args.m}.json"
     markdown = render(results, args.m)
-    write_results(out.with_suffix(""), results, markdown)
+    write_results(out.with_suffix(""), _rounded(results), markdown)
     print(markdown)
     return results
+
+
+def _rounded(obj, digits: int = 5):
+    """Floats to ``digits`` significant digits, recursively (keeps the JSON small)."""
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_rounded(v, digits) for v in obj]
+    if isinstance(obj, float | np.floating) and np.isfinite(obj) and obj != 0:
+        return float(f"{float(obj):.{digits}g}")
+    return obj
 
 
 def _all_ok(flags: pd.Series):
@@ -526,6 +556,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default=FIT["sampler"])
     p.add_argument("--n-draws", type=int, default=400, help="draws behind the intervals")
     p.add_argument("--no-loo", action="store_true", help="skip the LOO comparison")
+    p.add_argument("--render", metavar="JSON", help="only re-write the markdown of a result")
     p.add_argument(
         "--summarise",
         nargs="+",

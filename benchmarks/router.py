@@ -27,8 +27,13 @@ Parts (``--parts``, default all, in this order):
     plain retries with the same expected rescue as B attempts of its (cross-
     validated, features-only) routed intervention, B = 3 and 10.
 ``other``
-    The same model on LiveCodeBench and CRUXEval-O: failures rescued by the
-    intervention that resampling would not.
+    The same model (no features, no selection; every problem x model unit) on
+    LiveCodeBench (plain generation vs self-repair, 10 models x 713 problems) and
+    CRUXEval-O (T0.2 direct as baseline vs T0.8 direct, T0.2 CoT, T0.8 CoT; the 5
+    models with all four conditions). Among units that failed at least once under
+    the baseline: expected number steerable, and failures the intervention rescues
+    that resampling would not (P(p_baseline < epsilon) > 0.5 and expected
+    intervention rescue > 0.5), beside the raw count (baseline 0/n, intervention > 0).
 
 Scoring (``cv`` and ``loco``): each strategy picks one of the four interventions per
 failure and scores that failure's observed rate of it (the paper's metric); the
@@ -39,7 +44,7 @@ cell's failures (all failures) or over its steerable ones (Steerable-Hard, the
 published recipe). Paired differences per failure, 89 % intervals by bootstrap over
 problems within cells (4,000 resamples).
 
-Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 500 each), target_accept 0.9;
+Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 1000 / 500), target_accept 0.9;
 every fit's diagnostics are recorded and a failed fit is flagged in the tables.
 Fitted models are cached under ``--cache`` so that an interrupted run resumes.
 
@@ -135,7 +140,9 @@ def _predict(model: InterventionModel, test: pd.DataFrame, observed: bool) -> np
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
-        res = model.route_new(new.reset_index(drop=True), observed=obs, max_draws=500, n_samples=1)
+        res = model.route_new(
+            new.reset_index(drop=True), observed=obs, max_draws=400, n_samples=1, n_nodes=24
+        )
     return res[[f"rescue_{c}" for c in CANDS]].to_numpy()
 
 
@@ -446,12 +453,13 @@ def _other_fit(name, counts, baseline, group, args) -> dict:
         lay.K[:, b], lay.D[:, b], model.r[[b] * units.size], pi, a, bb, model.config["epsilon"]
     )[1].mean(axis=0)
     rows = []
+    failed = lay.K[:, b] < lay.D[:, b]  # failed at least once under the baseline
     for c in model.interventions:
         j = conds.index(c)
         rescued = (below > 0.5) & (routes[f"rescue_{c}"].to_numpy() > 0.5)
         never = (lay.K[:, b] == 0) & (lay.K[:, j] > 0)
         for g in [*lay.groups, "all"]:
-            m = (lay.group_label == g) if g != "all" else np.ones(lay.n_units, bool)
+            m = failed & ((lay.group_label == g) if g != "all" else True)
             rows.append(
                 {
                     "intervention": c,
@@ -468,11 +476,15 @@ def _other_fit(name, counts, baseline, group, args) -> dict:
 
 def part_other(args) -> dict:
     lcb = load_source("livecodebench")
+    if args.other_problems:
+        lcb = lcb[lcb["problem_id"].isin(lcb["problem_id"].unique()[: args.other_problems])]
     out = {"livecodebench": _other_fit("lcb", lcb, "plain_generation", "model", args)}
     crux = load_source("cruxeval")
     full = crux.groupby("model")["condition"].nunique()
     models = sorted(full[full == 4].index)
     crux = crux[crux["model"].isin(models) & (crux["benchmark"] == "CRUXEval-output")]
+    if args.other_problems:
+        crux = crux[crux["problem_id"].isin(crux["problem_id"].unique()[: args.other_problems])]
     out["cruxeval_output"] = _other_fit("crux_o", crux, "T0.2_direct", "model", args)
     return out
 
@@ -646,13 +658,15 @@ def render(results: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", nargs="+", default=["full", "cv", "loco", "compute", "other"])
-    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp/bayes_regimes_router_cache")
     ap.add_argument("--out", default="router")
     ap.add_argument("--render", action="store_true", help="rewrite the markdown from the JSON")
+    ap.add_argument("--cells", nargs="+", default=None, help="restrict to these cells (smoke)")
+    ap.add_argument("--other-problems", type=int, default=None, help="first N problems (smoke)")
     args = ap.parse_args(argv)
     json_path = RESULTS_DIR / f"{args.out}.json"
     results = json.loads(json_path.read_text()) if json_path.exists() else {}
@@ -662,6 +676,8 @@ def main(argv=None) -> int:
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     df = paper.read_failure_profiles()
     df["N_total"] = total_rollouts(df)
+    if args.cells:
+        df = df[df["cell"].isin(args.cells)].reset_index(drop=True)
     results["settings"] = {
         "draws": args.draws,
         "tune": args.tune,

@@ -170,7 +170,8 @@ def test_logitnormal_prior_draws_and_simulation():
     assert set(draws.data_vars) == {"pi", "slab_loc", "slab_scale"}
     loc, log_scale = draws["slab_loc"].values.ravel(), np.log(draws["slab_scale"].values.ravel())
     assert stats.kstest(loc, stats.norm(-2.0, 2.0).cdf).pvalue > 1e-3
-    assert stats.kstest(log_scale, stats.norm(0.5, 0.75).cdf).pvalue > 1e-3
+    mu_s, sd_s = model.slab.default_priors["log_slab_scale"]
+    assert stats.kstest(log_scale, stats.norm(mu_s, sd_s).cdf).pvalue > 1e-3
     # The simulator draws k from the zero-inflated logit-normal binomial: the share of
     # each k matches the slab's closed-form pmf.
     spec = {"pi": 0.2, "slab_loc": -1.0, "slab_scale": 1.5}

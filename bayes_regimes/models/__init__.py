@@ -2,6 +2,7 @@
 
 from bayes_regimes.models.base import BaseModel
 from bayes_regimes.models.crossed import CrossedRegimeModel  # registered for BaseModel.load
+from bayes_regimes.models.interventions import InterventionModel  # registered for BaseModel.load
 from bayes_regimes.models.regime import RegimeModel
 
-__all__ = ["BaseModel", "CrossedRegimeModel", "RegimeModel"]
+__all__ = ["BaseModel", "CrossedRegimeModel", "InterventionModel", "RegimeModel"]

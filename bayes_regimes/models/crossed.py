@@ -109,6 +109,8 @@ DEFAULT_PRIORS: dict[str, tuple[float, float] | float] = {
     "condition_sd": 1.0,
     "discrimination_sd": 0.5,
 }
+#: Mean successes per model / problem above which ``centered="auto"`` centres them.
+CENTRE_MIN_SUCCESSES = 20
 #: Largest cells x posterior samples for which the per-cell log-likelihood is stored.
 LOG_LIK_LIMIT = 20_000_000
 
@@ -144,7 +146,10 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         Two-parameter item response: eta = theta_m - lambda_m d_i, with a per-model
         sensitivity to difficulty lambda_m = exp(discrimination_sd z_m) (z sums to
         zero, so the geometric mean of lambda is 1). Small models whose successes
-        follow the common difficulty only loosely get lambda < 1.
+        follow the common difficulty only loosely get lambda < 1. Experimental: with
+        few samples per cell the posterior can be multimodal (see the benchmark).
+    centered : {"auto", True, False}
+        Centred or non-centred abilities and difficulties (see :attr:`centering`).
     pooling : {"crossed"}
         Set by ``RegimeModel(data, pooling="crossed")``, which returns this class.
 
@@ -173,12 +178,15 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         model_propensity: bool = False,
         kappa_by: str = "global",
         discrimination: bool = False,
+        centered: bool | str = "auto",
         pooling: str = "crossed",
     ) -> None:
         if pooling != "crossed":
             raise ValueError(f"CrossedRegimeModel has pooling='crossed', got {pooling!r}")
         if slab not in SLABS:
             raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
+        if centered not in ("auto", True, False):
+            raise ValueError(f"centered must be 'auto', True or False, got {centered!r}")
         if kappa_by not in ("global", "model"):
             raise ValueError(f"kappa_by must be 'global' or 'model', got {kappa_by!r}")
         if not 0 < epsilon < 1:
@@ -209,6 +217,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             model_propensity=bool(model_propensity),
             kappa_by=kappa_by,
             discrimination=bool(discrimination),
+            centered=centered if centered == "auto" else bool(centered),
             pooling="crossed",
         )
         self._problem, self.problems = _labels(cells["problem"])
@@ -236,6 +245,23 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
 
     # -- model -------------------------------------------------------------------------
     @property
+    def centering(self) -> tuple[bool, bool]:
+        """Centred parametrisation of (abilities, difficulties)?
+
+        ``centered="auto"``: centred where the data pin each value down (on average
+        at least :data:`CENTRE_MIN_SUCCESSES` successes per model / per problem),
+        non-centred where the prior does most of the work (no funnel then).
+        """
+        cfg = self.config["centered"]
+        if cfg != "auto":
+            return bool(cfg), bool(cfg)
+        total = float(self._k.sum())
+        return (
+            total / len(self.models) >= CENTRE_MIN_SUCCESSES,
+            total / len(self.problems) >= CENTRE_MIN_SUCCESSES,
+        )
+
+    @property
     def diagnostic_vars(self) -> list[str]:  # type: ignore[override]
         cfg = self.config
         names = ["ability", "difficulty", "ability_loc", "ability_sd", "difficulty_sd", "kappa"]
@@ -261,13 +287,21 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         n, k = self._n.astype(float), self._k.astype(float)
         coords = {"problem": self.problems, "model": self.models, "condition": self.conditions}
         with pm.Model(coords=coords) as model:
+            centre_models, centre_problems = self.centering
             loc = pm.Normal("ability_loc", *pr["ability_loc"])
             sd = pm.HalfNormal("ability_sd", pr["ability_sd"])
-            z = pm.ZeroSumNormal("ability_z", sigma=1.0, dims="model")
-            ability = pm.Deterministic("ability", loc + sd * z, dims="model")
+            if centre_models:
+                offset = pm.ZeroSumNormal("ability_offset", sigma=sd, dims="model")
+                ability = pm.Deterministic("ability", loc + offset, dims="model")
+            else:
+                z = pm.ZeroSumNormal("ability_z", sigma=1.0, dims="model")
+                ability = pm.Deterministic("ability", loc + sd * z, dims="model")
             d_sd = pm.HalfNormal("difficulty_sd", pr["difficulty_sd"])
-            d_z = pm.ZeroSumNormal("difficulty_z", sigma=1.0, dims="problem")
-            difficulty = pm.Deterministic("difficulty", d_sd * d_z, dims="problem")
+            if centre_problems:
+                difficulty = pm.ZeroSumNormal("difficulty", sigma=d_sd, dims="problem")
+            else:
+                d_z = pm.ZeroSumNormal("difficulty_z", sigma=1.0, dims="problem")
+                difficulty = pm.Deterministic("difficulty", d_sd * d_z, dims="problem")
             if cfg["discrimination"]:
                 l_sd = pm.HalfNormal("discrimination_sd", pr["discrimination_sd"])
                 l_z = pm.ZeroSumNormal("discrimination_z", sigma=1.0, dims="model")
@@ -339,10 +373,10 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         n_cells = self.data.n_cells
         if n_cells * n_ch * n_dr > LOG_LIK_LIMIT:
             return None
-        post = self.pattern_posterior()
+        post, dr = self.pattern_posterior(), self._draws()
         ll = np.empty((n_ch * n_dr, n_cells))
         for idx in post.chunks():
-            pi, a, b = post.hyper(idx)
+            pi, a, b = self._cell_hyper(dr, idx, solved_pi=True)
             ll[:, idx] = self._family.logpmf(post.k[idx], post.n[idx], pi, a, b)
         return xr.DataArray(
             ll.reshape(n_ch, n_dr, n_cells),
@@ -362,6 +396,10 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
 
     def pattern_posterior(self) -> q.PatternPosterior:
         """Per-cell (pi, a, b) draws, computed chunk by chunk from the latent draws.
+
+        pi is the structural probability given the other cells of the cell's problem;
+        for a solved cell (whose structural weight is 0 whatever pi) it is returned
+        as 0 to save the quadrature.
 
         ``population()`` is a new problem for each stratum (model, condition): a
         mixture over Gauss-Hermite nodes of its difficulty, with the structural

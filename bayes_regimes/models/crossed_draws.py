@@ -155,15 +155,20 @@ class CrossedDrawsMixin:
         )
         return np.sum(q_w * pi, axis=-1)
 
-    def _cell_hyper(self, dr: dict, idx: np.ndarray):
+    def _cell_hyper(self, dr: dict, idx: np.ndarray, solved_pi: bool = False):
         """(pi, a, b) of cells ``idx``, each (samples, len(idx)); pi given the other
-        cells of each cell's problem (the cell's own data enters through w)."""
+        cells of each cell's problem (the cell's own data enters through w).
+
+        A solved cell's structural weight is 0 whatever pi is, so its pi is only
+        computed with ``solved_pi`` (for its log-likelihood) and is 0 otherwise.
+        """
         a, b = self._slab(dr, idx)
+        pi = np.zeros_like(a)
         if not self.config["structural"]:
-            return np.zeros_like(a), a, b
-        pi = np.empty_like(a)
+            return pi, a, b
         log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
-        for sub in _blocks(np.arange(len(idx)), a.shape[0] * PROPENSITY_NODES):
+        need = np.arange(len(idx)) if solved_pi else np.flatnonzero(self._k[idx] == 0)
+        for sub in _blocks(need, a.shape[0] * PROPENSITY_NODES):
             cells = idx[sub]
             own = self._node_loglik(dr, cells, a[:, sub], b[:, sub])
             log_q = dr["problem_ll"][:, self._problem[cells], :] - own + log_w

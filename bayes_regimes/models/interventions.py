@@ -221,10 +221,15 @@ class InterventionModel(BaseModel):
         self._conditions = order
         self.layout = Layout(data, order, feats)
         lay = self.layout
-        self._x_mean = lay.X.mean(axis=0)
-        sd = lay.X.std(axis=0)
+        # features are z-scored within each group (population SD) when groups have
+        # their own intercepts, else over all failures: the regression then acts on
+        # a failure's features relative to its cell, as the paper's rule does
+        cg = lay.group if self._multi_group else np.zeros_like(lay.group)
+        n_c = int(cg.max()) + 1
+        self._x_mean = np.stack([lay.X[cg == j].mean(axis=0) for j in range(n_c)])
+        sd = np.stack([lay.X[cg == j].std(axis=0) for j in range(n_c)])
         self._x_sd = np.where(sd > 0, sd, 1.0)
-        self.Z = (lay.X - self._x_mean) / self._x_sd
+        self.Z = (lay.X - self._x_mean[cg]) / self._x_sd[cg]
         self.r = np.array([att[c] for c in order], dtype=np.int64)
         if selection is not None:
             s = order.index(selection)
@@ -256,6 +261,29 @@ class InterventionModel(BaseModel):
     @property
     def _multi_group(self) -> bool:
         return self.config["group_effects"] and len(self.layout.groups) > 1
+
+    def standardise(self, X: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+        """Standardised features of new failures, as in training.
+
+        A known group uses its training mean and SD. Failures of a group unseen in
+        training are z-scored among themselves (all rows of ``X`` with that label;
+        a single one gets zeros: its features say nothing relative to its group).
+        """
+        X = np.asarray(X, dtype=float)
+        groups = np.asarray(groups, dtype=object)
+        if not self._multi_group:
+            return (X - self._x_mean[0]) / self._x_sd[0]
+        Z = np.zeros_like(X)
+        known = self.layout.groups
+        for g in dict.fromkeys(groups):
+            rows = groups == g
+            if g in known:
+                j = known.index(g)
+                Z[rows] = (X[rows] - self._x_mean[j]) / self._x_sd[j]
+            else:
+                sd = X[rows].std(axis=0)
+                Z[rows] = (X[rows] - X[rows].mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        return Z
 
     def _nodes(self, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Gauss-Hermite nodes and log weights of u ~ Normal(0, 1)."""

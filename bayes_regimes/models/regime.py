@@ -15,7 +15,7 @@ count: the cost grows with the number of patterns, not of problems.
 
 ``slab="logitnormal"`` replaces the Beta by ``logit p_i ~ Normal(slab_loc_g,
 slab_scale_g)``, integrated out by quadrature (see :mod:`bayes_regimes.slabs`), with
-``slab_loc_g ~ Normal(-2, 2)`` and ``log(slab_scale_g) ~ Normal(0.5, 0.75)``
+``slab_loc_g ~ Normal(-2, 2)`` and ``log(slab_scale_g) ~ Normal(1, 0.5)``
 (pooled across groups in the same way as the Beta's parameters).
 
 Priors (weakly informative; override with ``priors=``)
