@@ -23,11 +23,13 @@ import pandas as pd
 import xarray as xr
 from scipy.special import logsumexp
 
+from bayes_regimes import closed_form as cf
 from bayes_regimes import slabs as sl
 
 CI_PROB = 0.89
 MAX_ELEMENTS = 2_000_000
 PASS_AT_K_KINDS = ("fresh_run", "solved_after_more", "new_problem")
+REGIME_LABELS = ("solved", "structural", "recoverable", "uncertain")
 
 
 @dataclass(frozen=True)
@@ -117,42 +119,69 @@ def pattern_regimes(
         c: np.empty(len(post.n))
         for c in ("p_mean", "p_low", "p_high", "p_zero", "p_structural", "p_fail_budget")
     }
-    slab = slab_of(post)
     for idx in post.chunks():
-        pi, *theta = post.hyper(idx)
-        n, k = post.n[idx], post.k[idx]
-        w = np.exp(slab.log_structural_weight(k, n, pi, *theta))
-        out["p_zero"][idx] = w.mean(axis=0)
-        out["p_mean"][idx] = slab.posterior_mean_p(k, n, pi, *theta).mean(axis=0)
-        out["p_structural"][idx] = slab.prob_below(epsilon, k, n, pi, *theta).mean(axis=0)
-        out["p_fail_budget"][idx] = 1 - slab.expected_gain(k, n, budget, pi, *theta).mean(axis=0)
+        c = _Chunk(post, idx)
+        out["p_zero"][idx] = c.w.mean(axis=0)
+        out["p_mean"][idx] = c.slab.posterior_mean_p(c.k, c.n, c.pi, *c.theta).mean(axis=0)
+        below = c.slab.prob_below(epsilon, c.k, c.n, c.pi, *c.theta)
+        out["p_structural"][idx] = below.mean(axis=0)
+        out["p_fail_budget"][idx] = 1 - c.gain(budget).mean(axis=0)
         # One draw of p per hyper-parameter draw: point mass or the slab's posterior.
-        p = slab.sample_slab_p(rng, k, n, *theta)
-        p = np.where(rng.random(p.shape) < w, 0.0, p)
+        p = c.slab.sample_slab_p(rng, c.k, c.n, *c.theta)
+        p = np.where(rng.random(p.shape) < c.w, 0.0, p)
         q = np.quantile(p, [lo, hi], axis=0)
         out["p_low"][idx], out["p_high"][idx] = q[0], q[1]
     return pd.DataFrame(out)
 
 
-def label_regimes(k: np.ndarray, p_structural: np.ndarray, threshold: float) -> np.ndarray:
+def label_regimes(
+    k: np.ndarray, p_structural: np.ndarray, threshold: float
+) -> pd.api.extensions.ExtensionArray:
     """Regime labels: solved (k > 0), structural, recoverable or uncertain.
 
     A failure is *structural* when P(p < epsilon) >= threshold, *recoverable* when
-    P(p >= epsilon) >= threshold, and *uncertain* otherwise.
+    P(p >= epsilon) >= threshold, and *uncertain* otherwise. Returned as a pandas
+    string array (built by index, so 10^6 labels cost milliseconds).
+
+    Examples
+    --------
+    >>> label_regimes(np.array([2, 0, 0, 0]), np.array([0.0, 0.95, 0.01, 0.5]), 0.9).tolist()
+    ['solved', 'structural', 'recoverable', 'uncertain']
     """
     if not 0.5 < threshold < 1:
         raise ValueError(f"threshold must be in (0.5, 1), got {threshold}")
-    return np.select(
-        [k > 0, p_structural >= threshold, p_structural <= 1 - threshold],
-        ["solved", "structural", "recoverable"],
-        "uncertain",
-    ).astype(object)
+    conditions = [k > 0, p_structural >= threshold, p_structural <= 1 - threshold]
+    return pd.array(REGIME_LABELS, dtype="str").take(np.select(conditions, [0, 1, 2], 3))
+
+
+class _Chunk:
+    """One chunk of patterns: hyper-parameter draws and the structural weights.
+
+    The weight w = P(structural | k of n) is zero whenever k > 0, so it is evaluated
+    only on the chunk's k = 0 patterns, once, and shared by every query on the chunk.
+    """
+
+    def __init__(self, post: PatternPosterior, idx: np.ndarray) -> None:
+        self.slab = slab_of(post)
+        self.k, self.n = post.k[idx], post.n[idx]
+        self.pi, *theta = post.hyper(idx)
+        self.theta = tuple(theta)
+        self.w, self.one_m_w = np.zeros(self.pi.shape), np.ones(self.pi.shape)
+        zero = np.flatnonzero(self.k == 0)
+        if zero.size:
+            th = (t[:, zero] for t in self.theta)
+            log_w, log_1mw = self.slab._log_weights(0, self.n[zero], self.pi[:, zero], *th)
+            self.w[:, zero], self.one_m_w[:, zero] = np.exp(log_w), np.exp(log_1mw)
+
+    def gain(self, m: np.ndarray | int) -> np.ndarray:
+        """G(m | theta) per (draw, pattern): the slab's ``expected_gain``, term for term."""
+        log_none = self.slab.log_no_success(self.k, self.n, m, *self.theta)
+        return self.one_m_w * cf._one_minus_exp(log_none)
 
 
 def gain_draws(post: PatternPosterior, idx: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Conditional gain G(m | theta) per draw for patterns ``idx``: (draws, len(idx))."""
-    pi, *theta = post.hyper(idx)
-    return slab_of(post).expected_gain(post.k[idx], post.n[idx], m, pi, *theta)
+    return _Chunk(post, np.asarray(idx)).gain(m)
 
 
 def pattern_gain(
@@ -177,21 +206,32 @@ def pattern_gain_draws(
     return gain_draws(post, pairs_pattern, pairs_m)
 
 
+def _stratum_sums(post: PatternPosterior, values: Callable[[np.ndarray], list]) -> list:
+    """Per draw, the cell-weighted means over each stratum's patterns of several values.
+
+    ``values(idx)`` returns a list of (draws, len(idx)) arrays for the patterns ``idx``;
+    the result is the list of their (draws, strata) cell-weighted means.
+    """
+    n_strata = len(post.strata)
+    cells = np.bincount(post.stratum, weights=post.count, minlength=n_strata)
+    totals: list = []
+    for idx in post.chunks():
+        # count x one-hot stratum: sums a chunk's weighted values into their strata.
+        weights = post.count[idx, None] * (post.stratum[idx, None] == np.arange(n_strata))
+        parts = [v @ weights for v in values(idx)]
+        totals = parts if not totals else [t + v for t, v in zip(totals, parts, strict=True)]
+    return [t / cells for t in totals]
+
+
 def _stratum_average(post: PatternPosterior, values: Callable[[np.ndarray], np.ndarray]):
     """Per draw, the cell-weighted mean over each stratum's patterns: (draws, strata)."""
-    n_strata = len(post.strata)
-    total = np.zeros((post.n_draws, n_strata))
-    cells = np.bincount(post.stratum, weights=post.count, minlength=n_strata)
-    for idx in post.chunks():
-        v = values(idx) * post.count[idx]
-        # Sum the chunk's weighted values into their strata.
-        onehot = post.stratum[idx][:, None] == np.arange(n_strata)[None, :]
-        total += v @ onehot
-    return total / cells
+    return _stratum_sums(post, lambda idx: [values(idx)])[0]
 
 
-def pass_at_k_draws(post: PatternPosterior, k: int, kind: str) -> np.ndarray:
-    """Per-draw pass@k of one ``kind`` per stratum, shape (draws, strata).
+def pass_at_k_all(
+    post: PatternPosterior, ks, kinds: tuple[str, ...] = PASS_AT_K_KINDS
+) -> dict[tuple[str, int], np.ndarray]:
+    """Per-draw pass@k per stratum, (draws, strata), for every (kind, k) pair.
 
     kinds
     -----
@@ -202,31 +242,67 @@ def pass_at_k_draws(post: PatternPosterior, k: int, kind: str) -> np.ndarray:
         solved).
     new_problem
         pass@k of a new problem from the stratum's population.
+
+    The gain draws G(k) per (draw, pattern) are computed once per k and shared by
+    the first two kinds; the structural weights once for all k.
     """
-    if kind == "new_problem":
+    unknown = [kind for kind in kinds if kind not in PASS_AT_K_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown pass@k kind {unknown[0]!r}; choose from {', '.join(PASS_AT_K_KINDS)}"
+        )
+    ks = [int(k) for k in np.atleast_1d(ks)]
+    on_cells = [kind for kind in PASS_AT_K_KINDS[:2] if kind in kinds]
+
+    def per_cell(idx: np.ndarray) -> list:
+        chunk, out = _Chunk(post, idx), []
+        for k in ks:
+            g = chunk.gain(k)
+            out += [
+                g if kind == "fresh_run" else np.where(chunk.k > 0, 1.0, g) for kind in on_cells
+            ]
+        return out
+
+    draws = iter(_stratum_sums(post, per_cell) if on_cells else [])
+    result = {(kind, k): next(draws) for k in ks for kind in on_cells}
+    if "new_problem" in kinds:
         slab = slab_of(post)
-        return population_expect(post, lambda pi, *th: slab.pass_at_k_new_problem(k, pi, *th))
-    if kind == "fresh_run":
-        return _stratum_average(post, lambda idx: gain_draws(post, idx, np.full(len(idx), k)))
-    if kind == "solved_after_more":
+        for k in ks:
+            result["new_problem", k] = population_expect(
+                post, lambda pi, *th, k=k: slab.pass_at_k_new_problem(k, pi, *th)
+            )
+    return result
 
-        def solved(idx):
-            g = gain_draws(post, idx, np.full(len(idx), k))
-            return np.where(post.k[idx] > 0, 1.0, g)
 
-        return _stratum_average(post, solved)
-    raise ValueError(f"unknown pass@k kind {kind!r}; choose from {', '.join(PASS_AT_K_KINDS)}")
+def pass_at_k_draws(post: PatternPosterior, k: int, kind: str) -> np.ndarray:
+    """Per-draw pass@k of one ``kind`` (see :func:`pass_at_k_all`) per stratum."""
+    return pass_at_k_all(post, [k], (kind,))[kind, int(k)]
+
+
+def pass_at_k_summary(
+    post: PatternPosterior,
+    ks,
+    kinds: tuple[str, ...] = PASS_AT_K_KINDS,
+    ci_prob: float = CI_PROB,
+) -> pd.DataFrame:
+    """Tidy pass@k table (group, k, kind, mean, low, high), kind by kind, k by k.
+
+    The table of :meth:`bayes_regimes.RegimeModel.pass_at_k`, whose tests check it
+    against the closed forms cell by cell.
+    """
+    draws = pass_at_k_all(post, ks, kinds)
+    rows = []
+    for kind in kinds:
+        for k in np.atleast_1d(ks).astype(np.int64):
+            mean, low, high = summarise_draws(draws[kind, int(k)], ci_prob)
+            rows += [(g, int(k), kind, mean[i], low[i], high[i]) for i, g in enumerate(post.strata)]
+    return pd.DataFrame(rows, columns=["group", "k", "kind", "mean", "low", "high"])
 
 
 def coverage_draws(post: PatternPosterior) -> tuple[np.ndarray, np.ndarray]:
     """Per-draw coverage ceilings: benchmark (mean 1 - w) and population (1 - pi)."""
-
-    def not_structural(idx):
-        pi, *theta = post.hyper(idx)
-        log_w = slab_of(post).log_structural_weight(post.k[idx], post.n[idx], pi, *theta)
-        return 1.0 - np.exp(log_w)
-
-    return _stratum_average(post, not_structural), population_expect(post, lambda pi, a, b: 1 - pi)
+    bench = _stratum_sums(post, lambda idx: [_Chunk(post, idx).one_m_w])[0]
+    return bench, population_expect(post, lambda pi, *theta: 1 - pi)
 
 
 def summarise_draws(draws: np.ndarray, ci_prob: float) -> tuple[np.ndarray, ...]:

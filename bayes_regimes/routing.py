@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REGIME_COLUMNS",
     "latent_regimes",
+    "new_posterior_blocks",
     "profiles_to_counts",
     "read_route_input",
     "regime_fractions",
@@ -423,6 +424,7 @@ def route_new(
                 raise DataError(f"observed, row {i}: bad row/condition/counts {tuple(row)!r}")
             K[j, conds.index(c)], D[j, conds.index(c)] = int(row.k), int(row.n)
     sel = conds.index(cfg["selection"]) if cfg["selection"] else None
+    N_new = np.zeros(len(new), np.int64)
     if sel is not None:
         med = {g: int(np.median(lay.D[lay.group == j, sel])) for j, g in enumerate(lay.groups)}
         fallback = int(np.median(lay.D[:, sel]))
@@ -432,43 +434,16 @@ def route_new(
     rng = np.random.default_rng(random_seed)
     dr, gidx = _new_draws(model, model.draws(), groups, rng)
     dr = _thin(dr, max_draws)
-    node, logw = model._nodes(n_nodes)
-    Q, nd = node.size, dr["loading"].shape[0]
+    node = model._nodes(n_nodes)[0]
+    nd, n_cand = dr["loading"].shape[0], len(model.candidates)
     res, codes = [], []
-    step = max(1, _CHUNK // (nd * C * Q))
-    for lo in range(0, len(new), step):
-        un = np.arange(lo, min(lo + step, len(new)))
+    for un, rescue, W, _ in new_posterior_blocks(model, dr, gidx, Z, K, D, N_new, n_nodes):
         n = un.size
-        iu = np.repeat(un, Q * C)
-        iq = np.tile(np.repeat(np.arange(Q), C), n)
-        ic = np.tile(np.arange(C), n * Q)
-        u = np.broadcast_to(node[iq], (nd, iu.size))
-        pi, a, b = model.hyper(dr, gidx[iu], Z[iu], u, ic)
-        rescue, _, logml, _ = _cell_posterior(K[iu, ic], D[iu, ic], model.r[ic], pi, a, b, 0.5)
-        logW = logw[None, None, :] + logml.reshape(nd, n, Q, C).sum(axis=-1)
-        if sel is not None:
-            need = D[un, sel] == 0
-            if need.any():
-                m = np.flatnonzero(np.isin(iu, un[need]) & (ic == sel))
-                Nm = N_new[iu[m]]
-                _, _, lfull, _ = _cell_posterior(
-                    Nm,
-                    Nm,
-                    np.ones(m.size, np.int64),
-                    pi[:, m],
-                    a[:, m],
-                    b[:, m],
-                    0.5,
-                )
-                trunc = cf._log1mexp(np.minimum(lfull, 0.0)).reshape(nd, -1, Q)
-                logW[:, need] += trunc
-        W = np.exp(logW - logsumexp(logW, axis=-1, keepdims=True))  # (S, n, Q)
-        rescue = np.einsum("snq,snqc->snc", W, rescue.reshape(nd, n, Q, C))
-        res.append(rescue[..., : len(model.candidates)])
+        res.append(rescue[..., :n_cand])
         p = np.empty((n_samples, nd, n, C))
         cum = np.cumsum(W, axis=-1)
         for m in range(n_samples):
-            qi = np.minimum((rng.random((nd, n, 1)) > cum).sum(axis=-1), Q - 1)
+            qi = np.minimum((rng.random((nd, n, 1)) > cum).sum(axis=-1), node.size - 1)
             u_m = node[qi]
             for c in range(C):
                 cc = np.full(n, c)
@@ -476,7 +451,7 @@ def route_new(
                 r_c = np.full(n, model.r[c])
                 *_, smp = _cell_posterior(K[un, c], D[un, c], r_c, pi_c, a_c, b_c, 0.5, rng, 1)
                 p[m, :, :, c] = smp[0]
-        codes.append(_codes(model, p[..., : len(model.candidates)]))
+        codes.append(_codes(model, p[..., :n_cand]))
     return _frame(
         model,
         problem,
@@ -486,3 +461,74 @@ def route_new(
         costs,
         ci_prob,
     )
+
+
+def new_posterior_blocks(
+    model: InterventionModel,
+    dr: dict,
+    gidx: np.ndarray,
+    Z: np.ndarray,
+    K: np.ndarray,
+    D: np.ndarray,
+    N_new: np.ndarray,
+    n_nodes: int = 40,
+    centre: np.ndarray | None = None,
+    scale: np.ndarray | None = None,
+):
+    """Per draw, for failures known by features and optional outcomes, in blocks.
+
+    The failure's u is integrated by Gauss-Hermite quadrature over its prior,
+    weighted by the likelihood of its observed cells (``K``, ``D``: (n, C), D = 0
+    where unobserved) and, when the selection condition is unobserved, by the
+    probability of being selected (at least one failure of ``N_new`` rollouts).
+
+    Yields
+    ------
+    (units, rescue, W, log_evidence)
+        ``rescue`` (S, n, C): expected rescue of every condition given the draw;
+        ``W`` (S, n, Q): posterior weights of the quadrature nodes;
+        ``log_evidence`` (S, n): log of the integral of prior x likelihood (x the
+        selection probability when the selection condition is unobserved); with
+        no observed cell it is the log probability of being selected (0 without
+        a selection condition).
+
+    With ``centre`` and ``scale`` (n,), the nodes of failure i are
+    ``centre_i + scale_i * x`` (adaptive Gauss-Hermite: accurate when many observed
+    cells make the likelihood of u sharp, e.g. centred on a fitted failure's
+    posterior mean of u); the weights carry the prior density ratio.
+    """
+    cfg, C = model.config, len(model.conditions)
+    sel = model.conditions.index(cfg["selection"]) if cfg["selection"] else None
+    node, logw = model._nodes(n_nodes)
+    Q, nd = node.size, dr["loading"].shape[0]
+    step = max(1, _CHUNK // (nd * C * Q))
+    for lo in range(0, len(gidx), step):
+        un = np.arange(lo, min(lo + step, len(gidx)))
+        n = un.size
+        iu = np.repeat(un, Q * C)
+        iq = np.tile(np.repeat(np.arange(Q), C), n)
+        ic = np.tile(np.arange(C), n * Q)
+        lw = np.broadcast_to(logw, (n, Q))
+        if centre is None:
+            u = np.broadcast_to(node[iq], (nd, iu.size))
+        else:
+            uq = centre[un][:, None] + scale[un][:, None] * node[None, :]  # (n, Q)
+            lw = lw + np.log(scale[un])[:, None] - 0.5 * (uq**2 - node[None, :] ** 2)
+            u = np.broadcast_to(np.repeat(uq.ravel(), C), (nd, iu.size))
+        pi, a, b = model.hyper(dr, gidx[iu], Z[iu], u, ic)
+        rescue, _, logml, _ = _cell_posterior(K[iu, ic], D[iu, ic], model.r[ic], pi, a, b, 0.5)
+        logW = lw[None] + logml.reshape(nd, n, Q, C).sum(axis=-1)
+        if sel is not None:
+            need = D[un, sel] == 0
+            if need.any():
+                m = np.flatnonzero(np.isin(iu, un[need]) & (ic == sel))
+                Nm = N_new[iu[m]]
+                _, _, lfull, _ = _cell_posterior(
+                    Nm, Nm, np.ones(m.size, np.int64), pi[:, m], a[:, m], b[:, m], 0.5
+                )
+                trunc = cf._log1mexp(np.minimum(lfull, 0.0)).reshape(nd, -1, Q)
+                logW[:, need] += trunc
+        log_ev = logsumexp(logW, axis=-1)
+        W = np.exp(logW - log_ev[..., None])  # (S, n, Q)
+        rescue = np.einsum("snq,snqc->snc", W, rescue.reshape(nd, n, Q, C))
+        yield un, rescue, W, log_ev

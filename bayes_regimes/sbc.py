@@ -279,6 +279,28 @@ class SBCResult:
             settings=dict(settings or {}),
         )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SBCResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. a saved JSON file).
+
+        Examples
+        --------
+        >>> res = SBCResult.from_arrays(
+        ...     [[3], [7]], [[0.1], [0.2]], n_rank_draws=9, parameters=["pi[all]"]
+        ... )
+        >>> SBCResult.from_dict(res.to_dict()).ranks.values.ravel().tolist()
+        [3, 7]
+        """
+        return cls.from_arrays(
+            d["ranks"],
+            d["truth"],
+            n_rank_draws=d["n_rank_draws"],
+            parameters=d["parameters"],
+            fits=pd.DataFrame(d["fits"]),
+            label=d.get("label", "sbc"),
+            settings=d.get("settings"),
+        )
+
     @property
     def n_failed(self) -> int:
         """Number of fits that failed the package's diagnostics (their ranks are kept)."""

@@ -104,13 +104,18 @@ def _prior_vars(pm_model) -> list[str]:
 
 
 def sensitivity_datatree(
-    model, m: Sequence[int] = (100, 1000), epsilon: float | None = None
+    model,
+    m: Sequence[int] = (100, 1000),
+    epsilon: float | None = None,
+    prior_vars: Sequence[str] | None = None,
 ) -> xr.DataTree:
     """The DataTree that ArviZ's ``psense`` needs, built from a fitted model.
 
     Groups: ``posterior`` (hyper-parameters and :func:`derived_draws`),
-    ``log_prior`` (top-level prior terms from the PyMC model), ``log_likelihood``
-    (``k``: per-pattern log-likelihood x count, dim pattern) and ``observed_data``.
+    ``log_prior`` (top-level prior terms from the PyMC model, or only the free
+    variables named in ``prior_vars``, e.g. ``["log_slab_scale_loc"]`` to scale the
+    prior of the slab's width alone), ``log_likelihood`` (``k``: per-pattern
+    log-likelihood x count, dim pattern) and ``observed_data``.
     """
     import pymc as pm
 
@@ -123,9 +128,13 @@ def sensitivity_datatree(
     )
     hyper = [v for v in wanted if v in posterior and posterior[v].dims[2:] == ("group",)]
     pm_model = model.build_model()
+    free = [rv.name for rv in pm_model.free_RVs]
+    unknown = sorted(set(prior_vars or ()) - set(free))
+    if unknown:
+        raise ValueError(f"prior_vars {unknown} are not free variables of the model: {free}")
     log_prior = pm.compute_log_prior(
         dt,
-        var_names=_prior_vars(pm_model),
+        var_names=list(prior_vars) if prior_vars else _prior_vars(pm_model),
         model=pm_model,
         extend_inferencedata=False,
         progressbar=False,
@@ -152,6 +161,7 @@ def prior_sensitivity(
     epsilon: float | None = None,
     threshold: float = THRESHOLD,
     alphas: tuple[float, float] = (0.99, 1.01),
+    prior_vars: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Power-scaling prior and likelihood sensitivity of a fitted model.
 
@@ -167,6 +177,10 @@ def prior_sensitivity(
         Sensitivity above which a prior (likelihood) counts as informative.
     alphas : tuple of float
         Power-scaling range for the derivative (ArviZ's default).
+    prior_vars : sequence of str, optional
+        Free variables whose prior terms are power-scaled (default: the top-level
+        ``*_loc`` and ``*_sd`` with several groups, every free variable with one).
+        One name (e.g. ``["log_slab_scale"]`` with one group) isolates that prior.
 
     Returns
     -------
@@ -187,7 +201,7 @@ def prior_sensitivity(
 
     from bayes_regimes.diagnostics import tag
 
-    dt = sensitivity_datatree(model, m, epsilon)
+    dt = sensitivity_datatree(model, m, epsilon, prior_vars)
     names = list(dt["posterior"].data_vars)
     parts = {
         comp: psense(dt, var_names=names, group=comp, alphas=alphas)

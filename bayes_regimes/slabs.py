@@ -483,7 +483,8 @@ def _ln_prob_below_flat(eps, k, n, loc, scale):
 
 
 class LogitNormalSlab(Slab):
-    """``logit p ~ Normal(loc, scale)`` (parameters ``slab_loc``, ``slab_scale``).
+    """``logit p ~ Normal(loc, scale)`` (parameters ``slab_loc``, ``slab_scale``): the
+    default slab of :class:`~bayes_regimes.RegimeModel`.
 
     Priors (weakly informative; override with ``priors=``): ``slab_loc ~
     Normal(-2, 2)`` (median slab p 0.12; 89 % of loc between logit 0.004 and 0.77),

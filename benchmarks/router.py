@@ -14,6 +14,16 @@ Parts (``--parts``, default all, in this order):
     cross-validated accuracy of predicting the post-training method and the outcome
     regime from the three features (multinomial logistic regression, 10 folds),
     with majority baselines.
+``loo``
+    Leave one problem out, within cells, from the ``full`` fit by Pareto-smoothed
+    importance sampling (no refits): for failure i and draw s the weight is
+    ``1 / m_i(s)``, with ``m_i`` the likelihood of all its cells, its u integrated
+    out (adaptive Gauss-Hermite around its posterior u) and conditional on its
+    selection; the features-only prediction (u integrated over the selected
+    population of its cell, as ``route_new``) is averaged with those weights.
+    Pareto k is reported. The best fixed intervention of a failure is the best
+    mean over the *other* failures of its cell (of its cell's other Steerable-Hard
+    failures for the Steerable-Hard score).
 ``cv``
     Five folds over problems, stratified by cell: one pooled fit per fold on the
     other folds (cells as partially pooled groups), then prospective routing of the
@@ -48,13 +58,49 @@ Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 1000 / 500), target_acce
 every fit's diagnostics are recorded and a failed fit is flagged in the tables.
 Fitted models are cached under ``--cache`` so that an interrupted run resumes.
 
-Command (about 3-5 hours on 2 busy cores; each part can run alone)::
+Command (one paper fit takes about 35 min on 2 cores shared with other jobs, load
+average 10-14; ``loo`` about 10 min with 100 draws; each part can run alone and
+cached fits are reused)::
 
-    .venv/bin/python benchmarks/router.py
-    .venv/bin/python benchmarks/router.py --parts full cv --draws 500 --tune 500
+    .venv/bin/python benchmarks/router.py --parts full loo insample compute --loo-draws 100
+    .venv/bin/python benchmarks/router.py --parts cv loco other   # refits: hours
     .venv/bin/python benchmarks/router.py --render   # rewrite router.md from router.json
 
-Output: ``benchmarks/results/router.json`` and ``router.md``.
+Output: ``benchmarks/results/router.json`` and ``router.md``. JSON schema (parts
+present only when run)::
+
+    settings      {draws, tune, chains, target_accept, folds, seed, bootstrap,
+                   interval, loo_draws}
+    machine       machine_info();  timings_s {part: seconds}
+    full          fit: diagnostics summary {ok, max_r_hat, min_ess_bulk,
+                       min_ess_tail, divergences, min_bfmi, n_draws, problems,
+                       fit, wall_s}
+                  fractions_cell / fractions_method: [{by, regime, n, mean, low,
+                       high}] (posterior share of failures per regime; by = cell,
+                       or SFT / GRPO / all; 89 % equal-tailed intervals)
+                  outcome_fractions: [{by, regime, outcome_fraction}] (Eq. 2)
+                  classification: {method | outcome_regime: {accuracy,
+                       sd_over_folds, majority, n, classes}}
+    loo, cv, loco all | steerable_hard:
+                       rates: [{cell (8 cells + "pooled"), n, bayes, bayes_count,
+                               paper_rule, best_fixed, resample, oracle}]
+                               (mean observed rescue rate of each strategy's pick)
+                       diffs: [{router (bayes | bayes_count), vs, cell, n, diff,
+                               low, high, above_zero}] (paired, 89 % bootstrap)
+                  fits: [diagnostics summary per fit]
+                  choice_counts: {intervention: failures routed to it (bayes)}
+                  predictions (loo, cv): {feat: [[retry, sparse_steer,
+                       sparse_steer_random, local_temp, dense_steer] expected
+                       rescue per failure, table row order]}
+                  pareto_k (loo): {max, share_above_0.7, share_above_0.5, draws}
+    compute       grid: retry counts m; B3 | B10: {mean_routed_rescue,
+                  mean_retry_rescue_same_budget, population_matching_retries,
+                  median_matching_retries, share_matched_within_B,
+                  share_needing_over_5B, share_never_within_1000,
+                  retry_rescue_at_50}
+    other         livecodebench | cruxeval_output: {fit, rows: [{intervention,
+                  group, failures, p_steerable_sum, rescued_not_resampling,
+                  observed_0_baseline_k_positive, recommended}]}
 """
 
 from __future__ import annotations
@@ -280,6 +326,115 @@ def part_cv(df: pd.DataFrame, args) -> dict:
             best_sh[rows] = _best_fixed(df[train & steer])
     out = _evaluate(df, pred_feat, pred_obs, best_all, best_sh, diags, args.seed)
     out["predictions"] = {"feat": pred_feat.round(4).tolist()}
+    return out
+
+
+def _loo_predictions(model: InterventionModel, df: pd.DataFrame, n_draws: int):
+    """Leave-one-problem-out expected rescue of every candidate, from one fit (PSIS).
+
+    For failure i and posterior draw s, ``log m_i(s)`` is the log-likelihood of all
+    its cells with its u integrated out (adaptive Gauss-Hermite centred on its
+    posterior u), conditional on selection. The leave-i-out posterior is the full
+    one reweighted by ``1 / m_i`` (Pareto-smoothed); the features-only prediction
+    (u integrated over the selected population of its cell) is averaged with those
+    weights. Returns (features only, features + failure count, Pareto k per failure).
+    """
+    from arviz_stats.base import array_stats
+    from scipy.special import logsumexp
+
+    from bayes_regimes.routing import new_posterior_blocks
+
+    lay, conds = model.layout, model.conditions
+    labels = pd.Index(lay.labels)
+    pos = labels.get_indexer(df["cell"].astype(str) + "/" + df["problem_id"].astype(str))
+    if (pos < 0).any():
+        raise RuntimeError("LOO: failures of the table missing from the fit")
+    dr = _thin(model.draws(), n_draws)
+    sel = conds.index("original")
+    n, C = pos.size, len(conds)
+    g, Z, N = lay.group[pos], model.Z[pos], lay.D[pos, sel]
+    u = dr["u"][:, pos]
+    centre, scale = u.mean(axis=0), 1.5 * u.std(axis=0) + 0.05
+
+    def run(K, D, adaptive, nodes):
+        rescue = np.empty((dr["u"].shape[0], n, C))
+        log_ev = np.empty((dr["u"].shape[0], n))
+        kw = {"centre": centre, "scale": scale} if adaptive else {}
+        for un, r, _, ev in new_posterior_blocks(model, dr, g, Z, K, D, N, nodes, **kw):
+            rescue[:, un], log_ev[:, un] = r, ev
+        return rescue, log_ev
+
+    zero = np.zeros((n, C), np.int64)
+    r_feat, log_sel = run(zero, zero, False, 24)
+    Ko, Do = zero.copy(), zero.copy()
+    Ko[:, sel], Do[:, sel] = lay.K[pos, sel], lay.D[pos, sel]
+    r_obs, _ = run(Ko, Do, False, 24)
+    _, log_all = run(lay.K[pos], lay.D[pos], True, 16)
+    loglik = log_all - log_sel  # (S, n): selection-conditional marginal likelihood
+    lw, khat = array_stats.psislw(-loglik.T, r_eff=1.0, axis=-1)
+    w = np.exp(lw - logsumexp(lw, axis=-1, keepdims=True))  # (n, S)
+    cols = [conds.index(c) for c in CANDS]
+    feat = np.einsum("ns,snc->nc", w, r_feat)[:, cols]
+    obs = np.einsum("ns,snc->nc", w, r_obs)[:, cols]
+    return feat, obs, np.asarray(khat)
+
+
+def _loo_best_fixed(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Per row of ``rows``: the intervention with the best mean over the other rows of
+    its cell in ``rows`` (None outside ``rows``)."""
+    out = np.full(len(df), None, dtype=object)
+    vals = df[INT].to_numpy()
+    for cell in dict.fromkeys(df["cell"]):
+        m = rows & (df["cell"] == cell).to_numpy()
+        idx = np.flatnonzero(m)
+        tot = vals[idx].sum(axis=0)
+        for i in idx:
+            out[i] = INT[int(np.argmax((tot - vals[i]) / max(idx.size - 1, 1)))]
+    return out
+
+
+def part_loo(df: pd.DataFrame, args) -> dict:
+    """Leave-one-problem-out within cells from the full fit (PSIS), see module notes."""
+    model, diag = _paper_model(df, "full", args)
+    t0 = time.perf_counter()
+    feat, obs, khat = _loo_predictions(model, df, args.loo_draws)
+    steer = (paper.outcome_regimes(df) == "steerable").to_numpy()
+    best_all = _loo_best_fixed(df, np.ones(len(df), bool))
+    best_sh = _loo_best_fixed(df, steer)
+    out = _evaluate(df, feat, obs, best_all, best_sh, [diag], args.seed)
+    out["pareto_k"] = {
+        "max": float(np.max(khat)),
+        "share_above_0.7": float(np.mean(khat > 0.7)),
+        "share_above_0.5": float(np.mean(khat > 0.5)),
+        "draws": int(args.loo_draws),
+    }
+    out["predictions"] = {"feat": feat.round(4).tolist()}
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def part_insample(df: pd.DataFrame, results: dict, seed: int) -> dict:
+    """Stored router predictions against the *in-sample* best fixed intervention.
+
+    The best fixed intervention of each cell chosen on all its rows (the scored
+    ones included) is an upper bound for any fixed choice; a leave-one-out choice
+    can flip between near-tied interventions as the scored row is left out, which
+    penalises the fixed strategy. Uses the ``loo`` (else ``cv``) predictions.
+    """
+    src = results.get("loo") or results.get("cv")
+    if src is None:
+        raise SystemExit("insample needs the loo or cv part first")
+    pred = np.asarray(src["predictions"]["feat"])
+    bayes = np.array(INT, dtype=object)[np.argmax(pred[:, 1:], axis=1)]
+    steer = (paper.outcome_regimes(df) == "steerable").to_numpy()
+    out = {}
+    for pop, rows in (("all", np.ones(len(df), bool)), ("steerable_hard", steer)):
+        best = np.full(len(df), None, dtype=object)
+        for cell in dict.fromkeys(df["cell"]):
+            m = rows & (df["cell"] == cell).to_numpy()
+            best[m] = _best_fixed(df[m])
+        rates, diffs = score(df, {"bayes": bayes, "best_fixed_in_sample": best}, rows, seed)
+        out[pop] = {"rates": rates, "diffs": diffs}
     return out
 
 
@@ -542,6 +697,13 @@ def _router_md(res: dict, title: str) -> list[str]:
             "",
         ]
     fits = res["fits"]
+    if "pareto_k" in res:
+        k = res["pareto_k"]
+        lines += [
+            f"PSIS: {k['draws']} draws; Pareto k max {k['max']:.2f}, share > 0.7 "
+            f"{100 * k['share_above_0.7']:.1f} %, share > 0.5 {100 * k['share_above_0.5']:.1f} %.",
+            "",
+        ]
     lines += [
         "Fits: "
         + "; ".join(
@@ -554,10 +716,80 @@ def _router_md(res: dict, title: str) -> list[str]:
     return lines
 
 
+def _headline(results: dict) -> list[str]:
+    """README-ready table: pooled rescue rates and the router's paired differences."""
+    rows = []
+    protocols = (("loo", "LOO within cells"), ("cv", "5-fold CV"), ("loco", "leave cell out"))
+    for key, label in protocols:
+        if key not in results:
+            continue
+        for pop, pop_label in (("all", "all"), ("steerable_hard", "Steerable-Hard")):
+            part = results[key][pop]
+            rate = next(r for r in part["rates"] if r["cell"] == "pooled")
+            diff = {
+                (d["router"], d["vs"]): d
+                for d in part["diffs"]
+                if d["cell"] == "pooled" and d["router"] == "bayes"
+            }
+
+            def fmt(vs, diff=diff):
+                d = diff[("bayes", vs)]
+                return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+            rows.append(
+                {
+                    "protocol": label,
+                    "population": pop_label,
+                    "n": rate["n"],
+                    "bayes": _pct(rate["bayes"]),
+                    "rule": _pct(rate["paper_rule"]),
+                    "fixed": _pct(rate["best_fixed"]),
+                    "resample": _pct(rate["resample"]),
+                    "d_fixed": fmt("best_fixed"),
+                    "d_rule": fmt("paper_rule"),
+                }
+            )
+            ins = results.get("insample", {}).get(pop) if key == "loo" else None
+            if ins is not None:
+                d = next(x for x in ins["diffs"] if x["cell"] == "pooled")
+                rows[-1]["d_insample"] = (
+                    f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+                )
+    if not rows:
+        return []
+    cols = {
+        "protocol": "protocol",
+        "population": "failures",
+        "n": "n",
+        "bayes": "Bayes router %",
+        "rule": "paper rule %",
+        "fixed": "best fixed (train) %",
+        "resample": "resample %",
+        "d_fixed": "router - best fixed (89 %)",
+        "d_rule": "router - rule (89 %)",
+    }
+    if any("d_insample" in r for r in rows):
+        cols["d_insample"] = "router - in-sample best fixed (89 %)"
+        for r in rows:
+            r.setdefault("d_insample", "-")
+    return [
+        "## Headline (pooled over the 8 cells)",
+        "",
+        "Command: `.venv/bin/python benchmarks/router.py --parts full loo insample compute "
+        "--loo-draws 100` (see the script docstring). "
+        "Rescue rate = observed rate of the chosen intervention; differences in points "
+        "with 89 % bootstrap intervals over problems within cells.",
+        "",
+        markdown_table(rows, cols),
+        "",
+    ]
+
+
 def render(results: dict) -> str:
     lines = ["# Bayesian router vs the paper's rule (benchmarks/router.py)", ""]
     s = results.get("settings", {})
     lines += [f"Settings: {json.dumps(s)}", ""]
+    lines += _headline(results)
     if "full" in results:
         full = results["full"]
         f = full["fit"]
@@ -570,8 +802,11 @@ def render(results: dict) -> str:
             "",
         ]
         obs = {(o["by"], o["regime"]): o["outcome_fraction"] for o in full["outcome_fractions"]}
-        rows = []
+        rows, seen = [], set()
         for r in full["fractions_cell"] + full["fractions_method"]:
+            if (r["by"], r["regime"]) in seen:  # the "all" rows appear in both lists
+                continue
+            seen.add((r["by"], r["regime"]))
             rows.append(
                 {
                     "by": r["by"],
@@ -622,11 +857,39 @@ def render(results: dict) -> str:
             "",
         ]
     for key, title in (
+        ("loo", "Leave one problem out within cells (PSIS from the full fit)"),
         ("cv", "Cross-validation over problems (5 folds within cells)"),
         ("loco", "Leave one cell out"),
     ):
         if key in results:
             lines += ["## " + title, ""] + _router_md(results[key], title)
+    if "insample" in results:
+        lines += [
+            "## Router against the in-sample best fixed intervention",
+            "",
+            "The best fixed intervention of each cell chosen on all its rows, scored rows "
+            "included: an upper bound for any fixed choice (router: the loo predictions).",
+            "",
+        ]
+        for pop, label in (("all", "all failures"), ("steerable_hard", "Steerable-Hard")):
+            rows = [
+                {
+                    "cell": d["cell"],
+                    "n": d["n"],
+                    "diff": f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, "
+                    f"{100 * d['high']:+.1f}]",
+                    "above": "yes" if d["above_zero"] else "no",
+                }
+                for d in results["insample"][pop]["diffs"]
+            ]
+            lines += [
+                f"Router - in-sample best fixed (points, 89 %), {label}:",
+                "",
+                markdown_table(
+                    rows, {"cell": "cell", "n": "n", "diff": "difference", "above": "interval > 0"}
+                ),
+                "",
+            ]
     if "compute" in results:
         c = results["compute"]
         rows = [
@@ -637,7 +900,7 @@ def render(results: dict) -> str:
             "## Compute-matched view",
             "",
             "Plain retries m with the expected rescue of B attempts of the routed "
-            "intervention (features-only CV routing, full-fit posterior).",
+            "intervention (features-only LOO or CV routing, full-fit posterior).",
             "",
             markdown_table(rows, {k: k for k in rows[0]}),
             "",
@@ -652,15 +915,24 @@ def render(results: dict) -> str:
             ]
             rows = [r for r in res["rows"]]
             lines += [markdown_table(rows, {k: k for k in rows[0]}), ""]
+    parts = ("full", "loo", "insample", "compute", "cv", "loco", "other")
+    missing = [k for k in parts if k not in results]
+    if missing:
+        lines += ["## Not run", "", "Parts absent from this result: " + ", ".join(missing), ""]
+    if results.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in results["notes"]] + [""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", nargs="+", default=["full", "cv", "loco", "compute", "other"])
+    ap.add_argument(
+        "--parts", nargs="+", default=["full", "loo", "insample", "compute", "cv", "loco", "other"]
+    )
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--loo-draws", type=int, default=100, help="posterior draws used by loo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default="/tmp/bayes_regimes_router_cache")
     ap.add_argument("--out", default="router")
@@ -687,6 +959,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "bootstrap": B_BOOT,
         "interval": LEVEL,
+        "loo_draws": args.loo_draws,
     }
     results["machine"] = machine_info()
     for part in args.parts:
@@ -696,10 +969,15 @@ def main(argv=None) -> int:
             results["full"] = part_full(df, args)
         elif part == "cv":
             results["cv"] = part_cv(df, args)
+        elif part == "loo":
+            results["loo"] = part_loo(df, args)
+        elif part == "insample":
+            results["insample"] = part_insample(df, results, args.seed)
         elif part == "loco":
             results["loco"] = part_loco(df, args)
         elif part == "compute":
-            pred = results.get("cv", {}).get("predictions", {}).get("feat")
+            src = results.get("cv") or results.get("loo") or {}
+            pred = src.get("predictions", {}).get("feat")
             routed = None
             if pred is not None:
                 routed = np.array(INT, dtype=object)[np.argmax(np.asarray(pred)[:, 1:], axis=1)]

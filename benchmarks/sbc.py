@@ -1,7 +1,8 @@
 """Simulation-based calibration of every core model variant (the full run).
 
-For each variant -- zero-inflated and plain beta-binomial, one group and several
-groups -- draw (pi, mu, kappa) per group from the model's own prior, simulate a
+For each variant -- zero-inflated and plain, Beta and logit-normal slab, one group and
+several groups -- draw pi and the slab's parameters (mu, kappa; slab_loc, slab_scale)
+per group from the model's own prior, simulate a
 benchmark, fit it with the package's ``fit`` (nutpie, default target_accept) and
 rank the truth among thinned posterior draws (:mod:`bayes_regimes.sbc`). Prints a
 markdown table (variant, parameter, simulations, chi-square and ECDF p-values,
@@ -17,19 +18,27 @@ the shared 2-core machine; 100 took 17 min there). Command (repository root)::
 
 Flags: ``--n-sims``, ``--n-problems`` (per group), ``--n`` (rollouts per problem),
 ``--groups`` (of the grouped variants), ``--draws/--tune/--chains``,
-``--n-rank-draws``, ``--variants`` (default zi, plain, zi_grouped, plain_grouped;
-also zi_logitnormal, the logit-normal slab, slow), ``--adaptation {low_rank,diag}``
-(nutpie's mass matrix; default the package's), ``--seed``, ``--out STEM``. The
-comparison of adaptations::
+``--n-rank-draws``, ``--variants`` (default zi, plain, zi_grouped, plain_grouped, the
+Beta slab; also zi_logitnormal, zi_logitnormal_grouped, plain_logitnormal, the
+logit-normal slab -- the package default -- slower), ``--adaptation {low_rank,diag}``
+(nutpie's mass matrix; default the package's), ``--seed``, ``--out STEM``,
+``--append`` (keep the other variants already in OUT.json). The comparison of
+adaptations, and the reduced logit-normal run (30 simulations each; ~2.5 min
+ungrouped, ~19 min grouped at load ~12)::
 
     .venv/bin/python benchmarks/sbc.py --variants zi zi_grouped plain_grouped \
         --adaptation diag --out sbc_diag
+    .venv/bin/python benchmarks/sbc.py --variants zi_logitnormal zi_logitnormal_grouped \
+        --n-sims 30 --append --adaptation low_rank --out sbc
+    .venv/bin/python benchmarks/sbc.py --variants zi_logitnormal zi_logitnormal_grouped \
+        --n-sims 30 --append --adaptation diag --out sbc_diag
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -41,15 +50,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 from _common import RESULTS_DIR, load_average, machine_info, markdown_table, write_results
 
 from bayes_regimes import RegimeModel
-from bayes_regimes.sbc import plot_sbc, run_sbc
+from bayes_regimes.sbc import SBCResult, plot_sbc, run_sbc
 
+_BETA = functools.partial(RegimeModel, slab="beta")
 VARIANTS = {
-    "zi": (RegimeModel, False),
-    "plain": (functools.partial(RegimeModel, structural=False), False),
-    "zi_grouped": (RegimeModel, True),
-    "plain_grouped": (functools.partial(RegimeModel, structural=False), True),
-    # Not in the default run: ~50 s to compile and some prior draws give very slow fits.
+    # The Beta slab (zi = zero-inflated: the structural point mass at p = 0).
+    "zi": (_BETA, False),
+    "plain": (functools.partial(_BETA, structural=False), False),
+    "zi_grouped": (_BETA, True),
+    "plain_grouped": (functools.partial(_BETA, structural=False), True),
+    # The logit-normal slab (not in the default run: ~30 s to compile, slower fits).
     "zi_logitnormal": (functools.partial(RegimeModel, slab="logitnormal"), False),
+    "zi_logitnormal_grouped": (functools.partial(RegimeModel, slab="logitnormal"), True),
+    "plain_logitnormal": (
+        functools.partial(RegimeModel, slab="logitnormal", structural=False),
+        False,
+    ),
 }
 DEFAULT_VARIANTS = ["zi", "plain", "zi_grouped", "plain_grouped"]
 COLUMNS = {
@@ -83,6 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="sbc")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the other variants already in OUT.json (a variant run here replaces its own)",
+    )
     return ap.parse_args(argv)
 
 
@@ -112,10 +133,27 @@ def table_rows(name: str, res) -> list[dict]:
     ]
 
 
+def json_path(out: str) -> Path:
+    stem = Path(out)
+    return (RESULTS_DIR / stem if stem.parent == Path(".") else stem).with_suffix(".json")
+
+
+def previous(out: str, replace: list[str]) -> tuple[dict, list[SBCResult]]:
+    """Variants already in ``OUT.json`` (minus those in ``replace``), as saved entries
+    and as :class:`SBCResult` objects (for the table and the ECDF plot)."""
+    path = json_path(out)
+    if not path.is_file():
+        return {}, []
+    saved = json.loads(path.read_text()).get("variants", {})
+    kept = {k: v for k, v in saved.items() if k not in replace}
+    return kept, [SBCResult.from_dict(v) for v in kept.values()]
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    results = {"machine": machine_info(), "settings": vars(args), "variants": {}}
-    rows, done = [], []
+    kept, done = previous(args.out, args.variants) if args.append else ({}, [])
+    results = {"machine": machine_info(), "settings": vars(args), "variants": dict(kept)}
+    rows = [row for name, res in zip(kept, done, strict=True) for row in table_rows(name, res)]
     for i, name in enumerate(args.variants):
         make_model, grouped = VARIANTS[name]
         start = time.perf_counter()

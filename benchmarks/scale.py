@@ -27,6 +27,8 @@ Commands::
 
     .venv/bin/python benchmarks/scale.py            # full run: ~7 min idle, 17 min at load 9
     .venv/bin/python benchmarks/scale.py --quick    # ~1.5 minutes, scale_quick.*
+    .venv/bin/python benchmarks/scale.py --only queries --update   # section 3 only, ~3 min;
+        # --update keeps the other sections of results/scale.json and rewrites scale.md
 
 Output: ``benchmarks/results/scale.json`` (keyed by measurement) and ``scale.md``.
 """
@@ -45,6 +47,7 @@ from typing import Any
 
 import numpy as np
 from _common import (
+    RESULTS_DIR,
     emit_result,
     fmt,
     gpu_info,
@@ -123,7 +126,7 @@ def fit_record(
     ``sampling_time`` (compilation and sampler set-up); ``assemble_s`` builds the
     DataTree (per-pattern log-likelihood, per-cell ``cells`` group).
     """
-    model = RegimeModel(data, structural=structural)
+    model = RegimeModel(data, structural=structural, slab="beta")  # mu, kappa: section 2
     stages: dict[str, float] = {}
 
     def wrap(name: str):
@@ -348,6 +351,7 @@ def query_times(
     # fit, arviz has put a lazy "jax" in sys.modules, and scipy's array-API probing
     # then imports jax.numpy on the first logsumexp call (about 2 s on 2 cores).
     _, one_off = timed(logsumexp, np.zeros(2))
+    load_start = load_average()
     out = {}
     with quiet_warnings():  # a failed fit's warning is in the fit's own record
         for name, call in calls.items():
@@ -372,6 +376,7 @@ def query_times(
         "queries": out,
         "max_s": worst,
         "one_off_import_s": one_off,
+        "load_average": [load_start, load_average()],
         "limit_s": QUERY_LIMIT_S,
         "pass": bool(worst <= QUERY_LIMIT_S),
     }
@@ -538,6 +543,12 @@ def render_markdown(results: dict) -> str:
         )
         ok = all(q["pass"] for q in qs.values())
         worst_cpu = max(v["cpu_seconds"] for q in qs.values() for v in q["queries"].values())
+        loads = "; ".join(
+            f"{v}: {q['load_average'][0]} at start, {q['load_average'][1]} at end"
+            for v, q in qs.items()
+            if q.get("load_average")
+        )
+        when = results.get("queries_run", {})
         lines += [
             "",
             "## 3. Posterior queries",
@@ -549,8 +560,14 @@ def render_markdown(results: dict) -> str:
             f"{max(q['max_s'] for q in qs.values()):.2f} s wall, {worst_cpu:.2f} s CPU "
             f"(limit {QUERY_LIMIT_S:.0f} s). Wall time: **{_flag(ok)}**; CPU time: "
             f"**{_flag(worst_cpu <= QUERY_LIMIT_S)}** (wall time exceeds CPU time when other "
-            "processes compete for the cores: see the load average above).",
+            "processes compete for the cores: see the load averages).",
         ]
+        if loads:
+            lines += [
+                "",
+                f"Load average (1/5/15 min) during the queries: {loads}"
+                + (f" (run {when['date']}: `{when['command']}`)." if when else "."),
+            ]
     if "backends" in results:
         cols = {
             "sampler": "sampler",
@@ -601,12 +618,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output stem (default results/scale or scale_quick)")
     p.add_argument("--render", metavar="JSON", help="only re-write the markdown of a JSON result")
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="merge the measured sections into the existing JSON (keep the others)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     return args
+
+
+def _merged(stem: str, results: dict[str, Any]) -> dict[str, Any]:
+    """The existing ``stem.json`` with this run's measured sections replacing its own.
+
+    The machine and settings of the earlier run stay (they describe its sections);
+    a section run here carries its own date, command and load average.
+    """
+    path = Path(stem) if Path(stem).parent != Path(".") else RESULTS_DIR / stem
+    path = path.with_suffix(".json")
+    if not path.is_file():
+        return results
+    merged = json.loads(path.read_text())
+    keep = ("machine", "settings")
+    merged.update({key: value for key, value in results.items() if key not in keep})
+    return merged
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -657,6 +695,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print("4. backends", flush=True)
         results["backends"] = backend_runs(args.backend_sizes, args.samplers, n=args.n, **mcmc)
     results["machine"]["load_average_end"] = load_average()
+    if "queries" in results:
+        results["queries_run"] = {"date": results["machine"]["date"], "command": command.strip()}
+    results = _merged(args.out, results) if args.update else results
     markdown = render_markdown(results)
     json_path, md_path = write_results(args.out, results, markdown)
     print()

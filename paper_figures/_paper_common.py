@@ -12,6 +12,12 @@ first ``train_m`` samples of every problem (an exact hypergeometric draw, see
 :func:`bayes_regimes.heldout.holdout_split`) are the training data, the other
 ``10,000 - train_m`` the truth. :func:`heldout_fit` caches it per process, so
 ``make_all.py`` fits it once.
+
+Figures 1 to 3 share one :class:`~bayes_regimes.models.interventions.InterventionModel`
+fit on the paper's failure profiles (:func:`intervention_fit`), with the settings of
+``benchmarks/router.py`` (2 chains, 500 tuning steps, ``target_accept=0.9``). It is
+saved under ``<out>/cache/`` (untracked) and reloaded by later runs: delete that
+folder to refit.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bayes_regimes import RegimeModel, RolloutData, datasets  # noqa: E402
+from bayes_regimes import RegimeModel, RolloutData, datasets, paper  # noqa: E402
 from bayes_regimes.errors import DiagnosticsWarning  # noqa: E402
 from bayes_regimes.heldout import holdout_split  # noqa: E402
+from bayes_regimes.models.interventions import InterventionModel  # noqa: E402
+from bayes_regimes.routing import profiles_to_counts, total_rollouts  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output"
+#: Results of ``benchmarks/router.py`` (cross-validated Bayesian routing), when present.
+ROUTER_JSON = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "router.json"
 MONKEYS = datasets.SOURCES["monkeys"]
 PROFILES = datasets.SOURCES["failure_profiles"]
 DPI = 150
@@ -179,3 +189,81 @@ def heldout_fit(s: Settings, names: tuple[str, ...] = (DEFAULT_MODEL,)) -> Heldo
     """Models fitted on the first ``s.train_m`` samples of every problem (cached)."""
     counts, split, _ = _split(s)
     return HeldoutFit(counts, split, {name: _fit(s, name) for name in names}, s)
+
+
+# ------------------------------------------------------------ the interventions model
+#: Attempts per trial of each condition: best-of-3 rescue contexts, single original rollouts.
+ATTEMPTS = {c: paper.ATTEMPTS_PER_CONTEXT for c in paper.RATES} | {"original": 1}
+
+
+def intervention_settings(s: Settings) -> dict:
+    """Sampler settings of the interventions fit: those of ``benchmarks/router.py``
+    (2 chains x 1,000 draws after 500 tuning steps), or tiny ones for the drafts."""
+    quick = s == QUICK
+    return dict(
+        draws=100 if quick else 1000,
+        tune=100 if quick else 500,
+        chains=2,
+        random_seed=s.seed,
+        progressbar=False,
+        target_accept=0.9,
+    )
+
+
+def intervention_data(df: pd.DataFrame) -> RolloutData:
+    """The failure profiles as condition cells (:func:`~bayes_regimes.routing.profiles_to_counts`):
+    groups = the 8 model x task cells, the three trace features, the original rollouts
+    as the selection condition."""
+    counts = profiles_to_counts(df, rollouts=total_rollouts(df))
+    return RolloutData.from_counts(
+        counts, group="cell", condition="condition", features=list(paper.FEATURES)
+    )
+
+
+@functools.cache
+def _intervention_fit(s: Settings, cache: Path) -> InterventionModel:
+    kw = intervention_settings(s)
+    path = cache / f"interventions_d{kw['draws']}_t{kw['tune']}_c{kw['chains']}_s{s.seed}.nc"
+    df = paper.read_failure_profiles()
+    model = InterventionModel(intervention_data(df), attempts=ATTEMPTS, selection="original")
+    if path.exists():
+        cached = InterventionModel.load(path)
+        same_data = cached.data.cells.equals(model.data.cells)
+        if cached.config == model.config and same_data:
+            print(f"interventions fit: reusing {path}")
+            return cached
+        print(f"interventions fit: {path} is a different model or data set; refitting")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiagnosticsWarning)  # flagged on the figure instead
+        model.fit(**kw)
+    cache.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    print(f"interventions fit: saved {path} ({model.diagnostics().message or 'diagnostics OK'})")
+    return model
+
+
+def intervention_fit(s: Settings, out: Path = OUTPUT) -> InterventionModel:
+    """The interventions model fitted on all 1,423 failures (cached in ``out/cache``)."""
+    return _intervention_fit(s, (Path(out) / "cache").resolve())
+
+
+def unit_index(model: InterventionModel, df: pd.DataFrame) -> np.ndarray:
+    """Position of each row of the failure-profile table among the model's units."""
+    lay = model.layout
+    pos = {(g, p): i for i, (g, p) in enumerate(zip(lay.group_label, lay.problem, strict=True))}
+    keys = zip(df["cell"].astype(str), df["problem_id"].astype(str), strict=True)
+    return np.array([pos[key] for key in keys], dtype=np.int64)
+
+
+@functools.cache
+def _routes(s: Settings, cache: Path) -> pd.DataFrame:
+    with quiet_queries():
+        return _intervention_fit(s, cache).route(max_draws=500, random_seed=s.seed)
+
+
+def intervention_routes(s: Settings, df: pd.DataFrame, out: Path = OUTPUT) -> pd.DataFrame:
+    """:func:`~bayes_regimes.routing.route_fitted` of :func:`intervention_fit`, one row
+    per row of ``df`` (same index)."""
+    model = intervention_fit(s, out)
+    routes = _routes(s, (Path(out) / "cache").resolve())
+    return routes.iloc[unit_index(model, df)].set_index(df.index)

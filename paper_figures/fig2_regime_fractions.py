@@ -1,15 +1,18 @@
 """Figure 2: regime fractions per model x task cell, SFT against GRPO, with credible intervals.
 
 For each of the 8 cells of Islah et al. (2026), the fraction of its failures in
-each outcome regime. Now: the paper's "Eq. 2" labels
-(:func:`bayes_regimes.paper.outcome_regimes`), with 89 % credible intervals of
-the cell's fractions under a uniform Dirichlet prior (the marginal of each
-fraction is a Beta). SFT cells in blue, the GRPO cells in orange, grouped by task.
+each outcome regime, two ways:
 
-When the Bayesian interventions model (issue 4) is in place, its posterior regime
-fractions per cell, with their credible intervals, replace or join these points:
-fill in :func:`bayesian_fractions`, which must return the same columns as
-:func:`eq2_fractions`.
+* hollow circles: the paper's "Eq. 2" labels
+  (:func:`bayes_regimes.paper.outcome_regimes`) of the observed rescue rates, with
+  89 % credible intervals of the cell's fractions under a uniform Dirichlet prior
+  (the marginal of each fraction is a Beta);
+* filled squares: the posterior regime fractions of the Bayesian interventions
+  model fitted on all 1,423 failures (:func:`bayesian_fractions`, from
+  :func:`bayes_regimes.routing.regime_fractions`), 89 % equal-tailed intervals over
+  joint posterior draws of every failure's latent regime.
+
+SFT cells in blue, the GRPO cells in orange, grouped by task.
 
 Command::
 
@@ -36,9 +39,11 @@ DATA = (C.PROFILES,)
 CI_PROB = 0.89
 CAPTION = (
     "Outcome-regime fractions per model x task cell (Islah et al. 2026), SFT (blue) against "
-    "GRPO (orange), with 89 % credible intervals (uniform Dirichlet prior on each cell's "
-    "fractions). Labels: the paper's Eq. 2 rule; the Bayesian interventions model's posterior "
-    "regimes will be added beside them. Real data from ../shared/data."
+    "GRPO (orange): the paper's Eq. 2 labels with 89 % credible intervals (uniform Dirichlet "
+    "prior on each cell's "
+    "fractions; hollow circles) and the posterior regime fractions of the Bayesian "
+    "interventions model fitted on all failures (filled squares, 89 % intervals over joint "
+    "posterior draws). Real data from ../shared/data."
 )
 METHOD_COLORS = {"sft": "#1f77b4", "grpo": "#ff7f0e"}
 
@@ -83,12 +88,48 @@ def eq2_fractions(df: pd.DataFrame, ci_prob: float = CI_PROB) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bayesian_fractions(df: pd.DataFrame) -> pd.DataFrame | None:
-    """Posterior regime fractions per cell from the interventions model (issue 4).
+def bayesian_fractions(model, df: pd.DataFrame, ci_prob: float = CI_PROB) -> pd.DataFrame:
+    """Posterior regime fractions per cell from a fitted interventions model.
 
-    Returns None until that model exists; then the columns of :func:`eq2_fractions`.
+    ``model`` is an :class:`~bayes_regimes.models.interventions.InterventionModel`
+    fitted with the cells as groups. Returns the columns of :func:`eq2_fractions`;
+    ``count`` is the posterior expected number of the cell's failures in the regime
+    and ``fraction`` the posterior mean fraction.
     """
-    return None
+    table = model.regime_fractions(ci_prob=ci_prob, max_draws=500)
+    table = table[table["by"] != "all"]
+    first = df.drop_duplicates("cell").set_index("cell")
+    return pd.DataFrame(
+        {
+            "cell": table["by"].to_numpy(),
+            "model": first.loc[table["by"], "model"].to_numpy(),
+            "task": first.loc[table["by"], "task"].to_numpy(),
+            "method": [method_of(m) for m in first.loc[table["by"], "model"]],
+            "regime": table["regime"].to_numpy(),
+            "count": table["mean"].to_numpy() * table["n"].to_numpy(),
+            "total": table["n"].to_numpy(),
+            "fraction": table["mean"].to_numpy(),
+            "low": table["low"].to_numpy(),
+            "high": table["high"].to_numpy(),
+        }
+    )
+
+
+def _points(ax, sub: pd.DataFrame, y: np.ndarray, marker: str, filled: bool, label: str) -> None:
+    for method, color in METHOD_COLORS.items():
+        sel = (sub["method"] == method).to_numpy()
+        frac = sub["fraction"].to_numpy()[sel]
+        ax.errorbar(
+            frac,
+            y[sel],
+            xerr=[frac - sub["low"].to_numpy()[sel], sub["high"].to_numpy()[sel] - frac],
+            fmt=marker,
+            color=color,
+            mfc=color if filled else "white",
+            ms=5,
+            capsize=2,
+            label=f"{method.upper()}, {label}",
+        )
 
 
 def main(out: Path = C.OUTPUT, quick: bool = False) -> list[Path]:
@@ -96,34 +137,28 @@ def main(out: Path = C.OUTPUT, quick: bool = False) -> list[Path]:
         return []
     df = paper.read_failure_profiles()
     table = eq2_fractions(df)
+    model = C.intervention_fit(C.settings(quick), out)
+    bayes = bayesian_fractions(model, df)
     order = table[["task", "cell", "method"]].drop_duplicates().sort_values(["task", "method"])
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6), layout="constrained", sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5.4), layout="constrained", sharey=True)
     for ax, regime in zip(axes, paper.REGIMES, strict=True):
         sub = table[table["regime"] == regime].set_index("cell").loc[order["cell"]]
+        post = bayes[bayes["regime"] == regime].set_index("cell").loc[order["cell"]]
         y = np.arange(len(sub))
-        for method, color in METHOD_COLORS.items():
-            sel = (sub["method"] == method).to_numpy()
-            frac, low, high = (sub[c].to_numpy()[sel] for c in ("fraction", "low", "high"))
-            ax.errorbar(
-                sub["fraction"][sel],
-                y[sel],
-                xerr=[
-                    sub["fraction"][sel] - sub["low"][sel],
-                    sub["high"][sel] - sub["fraction"][sel],
-                ],
-                fmt="o",
-                color=color,
-                ms=5,
-                capsize=2,
-                label=method.upper(),
-            )
+        _points(ax, sub, y - 0.16, "o", False, "Eq. 2")
+        _points(ax, post, y + 0.16, "s", True, "posterior")
         ax.set_yticks(y, [f"{c} (n={t})" for c, t in zip(sub.index, sub["total"], strict=True)])
+        ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel("fraction of the cell's failures")
         ax.set_title(regime)
         ax.grid(axis="x", color="#eee")
-    axes[0].legend(fontsize="small")
-    fig.suptitle("Outcome regimes per model x task cell (paper's Eq. 2 labels, 89 % intervals)")
+    axes[2].legend(fontsize="x-small", loc="lower right")  # the empty corner
+    fig.suptitle(
+        "Regimes per model x task cell: the paper's Eq. 2 labels against the posterior of the "
+        "interventions model (89 % intervals)"
+    )
+    C.flag_failed_fit(fig, {"interventions model": model})
     return C.save(fig, out, NAME, C.data_note(*DATA))
 
 

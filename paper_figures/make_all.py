@@ -5,7 +5,9 @@ the held-out fit of Large Language Monkeys that figures 4 to 8 share is fitted
 once), then writes ``output/captions.md`` with every figure's caption. Figures
 whose public data (``../shared/data``) is absent are skipped with the reason.
 
-Command (from the repository root; a few minutes on 2 cores)::
+Command (from the repository root). The first run fits the interventions model of
+figures 1 to 3 (about 35 minutes on 2 busy cores; cached in ``output/cache/`` for later
+runs) and the held-out models of figures 4 to 8 (a few minutes)::
 
     .venv/bin/python paper_figures/make_all.py
     .venv/bin/python paper_figures/make_all.py --quick --out /tmp/figs   # tiny fits, drafts

@@ -8,6 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
+import xarray as xr
 
 from bayes_regimes.cli import main
 from bayes_regimes.simulate import simulate_benchmark
@@ -58,6 +59,8 @@ def test_fit_writes_outputs(fitted_dir):
     assert "data:image/png;base64," in html
     summary = json.loads((out / "diagnostics.json").read_text())
     assert {"ok", "max_r_hat", "divergences"} <= set(summary)
+    # Without --slab, fit uses the package's default slab, the logit-normal.
+    assert json.loads(xr.open_datatree(out / "fit.nc").attrs["config"])["slab"] == "logitnormal"
 
 
 def test_gain_and_allocate_query_saved_fit(fitted_dir, capsys):
@@ -119,6 +122,7 @@ def test_strict_exits_3_on_failed_diagnostics(tmp_path):
     path = tmp_path / "c.csv"
     sim.counts.to_csv(path, index=False)
     args = ["--draws", "15", "--tune", "15", "--chains", "2", "--quiet", "--no-report"]
+    args += ["--slab", "beta"]  # exit codes do not depend on the slab; beta compiles faster
     proc = run_cli("fit", str(path), "--out", str(tmp_path / "o"), "--strict", *args)
     assert proc.returncode == 3
     assert "FIT FAILED DIAGNOSTICS" in proc.stderr

@@ -19,7 +19,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::bayes_regimes.errors.Diagnostic
 def models():
     sim = simulate_benchmark(n_problems=120, n=8, pi=0.4, mu=0.3, kappa=2.0, random_seed=5)
     data = RolloutData.from_counts(sim.counts)
-    out = {"zi_beta": RegimeModel(data), "plain_beta": RegimeModel(data, structural=False)}
+    out = {
+        "zi_beta": RegimeModel(data, slab="beta"),
+        "plain_beta": RegimeModel(data, slab="beta", structural=False),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         for m in out.values():
@@ -56,7 +59,9 @@ def test_compare_ranks_and_reports(models):
 
 
 def test_compare_refuses_different_data(models):
-    other = RegimeModel(RolloutData.from_counts(simulate_benchmark(n_problems=30).counts))
+    other = RegimeModel(
+        RolloutData.from_counts(simulate_benchmark(n_problems=30).counts), slab="beta"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         other.fit(draws=50, tune=50, chains=2, random_seed=0, progressbar=False)

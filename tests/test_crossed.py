@@ -24,6 +24,7 @@ from bayes_regimes.models.crossed_tools import (
     compare_structural,
     posterior_p_draws,
     simulate_crossed,
+    structural_fraction_draws,
 )
 
 FAST = {"draws": 150, "tune": 150, "chains": 2, "progressbar": False}
@@ -68,13 +69,17 @@ def test_pooling_dispatch(data):
         RegimeModel(data, pooling="nested")
 
 
-@pytest.mark.skip(reason="fixture's single-model subset has duplicate cells; to fix next session")
 def test_needs_two_models(sim):
-    one = RolloutData.from_counts(sim.counts[sim.counts["model"] == "m00"], group="model")
-    with pytest.raises(DataError, match="group"):
+    # The fixture has two conditions: keep one model and its condition column.
+    one = sim.counts[sim.counts["model"] == "m00"]
+    one = RolloutData.from_counts(one, group="model", condition="condition")
+    with pytest.raises(DataError, match="column 'group'.*at least two models"):
         RegimeModel(one, pooling="crossed")
+    both = RolloutData.from_counts(sim.counts, group="model", condition="condition")
     with pytest.raises(ValueError, match="slab"):
-        CrossedRegimeModel(RolloutData.from_counts(sim.counts, group="model"), slab="gamma")
+        CrossedRegimeModel(both, slab="gamma")
+    with pytest.raises(ValueError, match="centered"):
+        CrossedRegimeModel(both, centered="sometimes")
 
 
 def test_slab_shapes_mean():
@@ -86,16 +91,19 @@ def test_slab_shapes_mean():
     assert np.all(np.minimum(a, b) >= 2.0)  # constant logit-scale spread: no shape below kappa
 
 
-def test_potential_matches_numpy_likelihood(data):
-    """The sampler's log-likelihood equals the one the queries use, at a random point."""
-    model = CrossedRegimeModel(data)
+@pytest.mark.parametrize("per_model", [False, True])
+def test_potential_matches_numpy_likelihood(data, per_model):
+    """The sampler's log-likelihood equals the one the queries use, at a random point
+    (with and without the per-model structural term and slab concentration)."""
+    kind = "model" if per_model else "global"
+    model = CrossedRegimeModel(data, model_propensity=per_model, kappa_by=kind)
     import pytensor
 
     pm_model = model.build_model()
     rng = np.random.default_rng(0)
     point = {k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in pm_model.initial_point().items()}
     names = ["ability", "difficulty", "condition_effect", "kappa", "logit_pi_loc"]
-    names += ["propensity_sd", "loglik"]
+    names += ["propensity_sd", "loglik"] + (["model_propensity"] if per_model else [])
     outs = pm_model.replace_rvs_by_values([pm_model[name] for name in names])
     fn = pytensor.function(pm_model.value_vars, outs, on_unused_input="ignore")
     values = fn(*[point[v.name] for v in pm_model.value_vars])
@@ -103,12 +111,12 @@ def test_potential_matches_numpy_likelihood(data):
     dr = {
         "ability": values["ability"][None],
         "difficulty": values["difficulty"][None],
-        "kappa": np.full((1, len(model.models)), values["kappa"]),
+        "kappa": np.broadcast_to(values["kappa"], (1, len(model.models))),
         "condition": values["condition_effect"][None],
         "disc": np.ones((1, len(model.models))),
         "gamma": np.atleast_1d(values["logit_pi_loc"]),
         "propensity_sd": np.atleast_1d(values["propensity_sd"]),
-        "u": np.zeros((1, len(model.models))),
+        "u": values["model_propensity"][None] if per_model else np.zeros((1, len(model.models))),
     }
     per_problem = model._problem_loglik(dr)
     total = logsumexp(per_problem + np.log(gauss_hermite(PROPENSITY_NODES)[1]), axis=-1).sum()
@@ -128,7 +136,8 @@ def test_structural_weight_matches_enumeration(fitted):
         cells = np.flatnonzero(fitted._problem == problem)
         pi_eff, a, b = post.hyper(cells)
         for s in (0, 7):
-            pi_j = expit(dr["gamma"][s] + dr["propensity_sd"][s] * x)
+            u = dr["u"][s, fitted._model[cells]][:, None]  # 0 without model propensity
+            pi_j = expit(dr["gamma"][s] + dr["propensity_sd"][s] * x + u)
             k, n = fitted._k[cells], fitted._n[cells]
             bb = betabinom.pmf(k[:, None], n[:, None], a[s][:, None], b[s][:, None])
             f = np.where(k[:, None] == 0, pi_j, 0.0) + (1 - pi_j) * bb
@@ -194,7 +203,8 @@ def test_new_problem_matches_population_and_monte_carlo(fitted):
     eta += dr["condition"][s, fitted.conditions.index("c1")]
     x, w = gauss_hermite(PROPENSITY_NODES)
     node = rng.choice(x, size=s.size, p=w)  # the propensity's discretised prior
-    structural = rng.random(s.size) < expit(dr["gamma"][s] + dr["propensity_sd"][s] * node)
+    logit_pi = dr["gamma"][s] + dr["propensity_sd"][s] * node + dr["u"][s, m]
+    structural = rng.random(s.size) < expit(logit_pi)
     a, b = slab_shapes(eta, dr["kappa"][s, m], fitted.config["slab"])
     p = np.where(structural, 0.0, rng.beta(a, b))
     for kk in (1, 100):
@@ -228,14 +238,34 @@ def test_posterior_p_draws_and_comparison(fitted):
     assert np.allclose(total, 1)
 
 
+def test_comparison_matches_regimes(fitted):
+    """The structural fraction of each stratum is the mean of its cells' P(p < eps),
+    and P(A more structural than B) comes from the same draws."""
+    fractions, more = fitted.compare_structural()
+    reg = fitted.regimes()
+    stratum = reg["group"] + "|" + reg["condition"]  # strata are "model|condition" here
+    by_group = reg["p_structural"].groupby(stratum.to_numpy()).mean()
+    got = fractions.set_index("group")["structural_mean"]
+    assert np.allclose(got, by_group[fractions["group"]])
+    a, b = fractions["group"].iloc[0], fractions["group"].iloc[1]
+    draws = structural_fraction_draws(fitted)
+    assert more.loc[a, b] == pytest.approx(np.mean(draws[:, 0] > draws[:, 1]))
+
+
 def test_plots(fitted):
     import matplotlib
 
     matplotlib.use("Agg")
-    from bayes_regimes.plots_crossed import plot_difficulty_ability, plot_structural_comparison
 
-    assert plot_difficulty_ability(fitted).axes
-    assert len(plot_structural_comparison(fitted).axes) >= 2
+    fig = fitted.plot_difficulty_ability()
+    reg = fitted.regimes()
+    failed = (reg["k"] == 0).to_numpy()
+    # The second scatter holds the failed cells, coloured by their P(p < epsilon).
+    colours = fig.axes[0].collections[1].get_array()
+    assert np.allclose(colours, reg["p_structural"].to_numpy()[failed])
+    fig2 = fitted.plot_structural_comparison()
+    fractions, more = fitted.compare_structural()
+    assert np.allclose(fig2.axes[1].images[0].get_array(), more.to_numpy())
 
 
 def test_save_load_round_trip(fitted, tmp_path):

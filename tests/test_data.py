@@ -205,15 +205,20 @@ def test_duplicates_sum():
     )
 
 
+def with_values(df: pd.DataFrame, **changes) -> pd.DataFrame:
+    """A copy of df with ``column=(row, value)`` changes (the column made object dtype)."""
+    df = df.copy()
+    for column, (row, value) in changes.items():
+        df[column] = df[column].astype(object)
+        df.loc[row, column] = value
+    return df
+
+
 def bad_counts_cases():
     base = {"problem_id": ["a", "b", "c", "d"], "model": "m", "n": [10, 10, 10, 10], "k": 1}
 
     def frame(**changes):
-        df = pd.DataFrame(base)
-        for column, (row, value) in changes.items():
-            df[column] = df[column].astype(object)
-            df.loc[row, column] = value
-        return df
+        return with_values(pd.DataFrame(base), **changes)
 
     return [
         ("zero rows", pd.DataFrame(base).iloc[:0], {}, "zero rows"),
@@ -582,9 +587,100 @@ def test_read_rollouts_errors_and_options(tmp_path):
     one_line_error("duplicates must be", read_rollouts, both, correct="correct", duplicates="no")
 
 
+def _write(frame: pd.DataFrame, path, fmt: str) -> None:
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+
+
+def bad_file_cases():
+    """(id, frame, read_rollouts kwargs, expected parts): each bad input of issue 2, as a file."""
+    counts = pd.DataFrame({"problem_id": ["a", "b", "c", "d"], "n": [10, 10, 10, 10], "k": 1})
+    rolls = pd.DataFrame(
+        {"problem_id": ["a", "a", "b", "b"], "sample_idx": [0, 1, 0, 1], "correct": [1, 0, 0, 1]}
+    )
+
+    def counts_with(column, row, value):
+        return with_values(counts, **{column: (row, value)})
+
+    def rolls_with(column, row, value):
+        return with_values(rolls, **{column: (row, value)})
+
+    return [
+        ("k over n", counts_with("k", 2, 12), {}, "column 'k', row 2: k=12 exceeds n=10"),
+        ("negative n", counts_with("n", 1, -3), {}, "column 'n', row 1|negative n=-3"),
+        ("negative k", counts_with("k", 3, -1), {}, "column 'k', row 3|negative k=-1"),
+        ("fractional k", counts_with("k", 3, 1.5), {}, "column 'k', row 3|1.5|not an integer"),
+        ("nan k", counts_with("k", 0, None), {}, "column 'k', row 0|missing value"),
+        ("nan n", counts_with("n", 2, np.nan), {}, "column 'n', row 2|missing value"),
+        ("nan problem", counts_with("problem_id", 1, None), {}, "'problem_id', row 1|missing"),
+        ("zero n", counts_with("n", 1, 0).assign(k=0), {}, "column 'n', row 1|n >= 1"),
+        ("missing k", counts.drop(columns="k"), {}, "found only 'n'|'correct'|'problem_id'"),
+        ("missing named n", counts, {"n": "trials"}, "column 'trials' (n) not found"),
+        ("unknown problem", counts, {"problem": "pid"}, "column 'pid' (problem) not found"),
+        ("unknown group", counts, {"group": "model"}, "column 'model' (group) not found"),
+        ("unknown condition", counts, {"condition": "c"}, "column 'c' (condition) not found"),
+        ("duplicate cells", counts_with("problem_id", 3, "a"), {}, "rows 0 and 3|duplicate cell"),
+        ("zero count rows", counts.iloc[:0], {}, "zero rows"),
+        ("correct 2", rolls_with("correct", 1, 2), {}, "column 'correct', row 1|got 2"),
+        ("correct -1", rolls_with("correct", 2, -1), {}, "column 'correct', row 2|got -1"),
+        ("correct 0.5", rolls_with("correct", 3, 0.5), {}, "column 'correct', row 3|got 0.5"),
+        ("nan correct", rolls_with("correct", 2, None), {}, "column 'correct', row 2|missing"),
+        ("nan rollout problem", rolls_with("problem_id", 3, None), {}, "'problem_id', row 3"),
+        (
+            "repeated sample",
+            rolls_with("sample_idx", 1, 0),
+            {"sample": "sample_idx"},
+            "column 'sample_idx', row 1|repeats row 0",
+        ),
+        ("unknown sample", rolls, {"sample": "s"}, "column 's' (sample) not found"),
+        ("unknown correct", rolls, {"correct": "ok"}, "column 'ok' (correct) not found"),
+        ("zero rollout rows", rolls.iloc[:0], {}, "zero rows"),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "match"),
+    [case[1:] for case in bad_file_cases()],
+    ids=[case[0] for case in bad_file_cases()],
+)
+def test_bad_input_files(tmp_path, fmt, frame, kwargs, match):
+    """Every bad input gives one DataError line naming the row or column, in every format."""
+    path = tmp_path / f"bad.{fmt}"
+    _write(frame, path, fmt)
+    one_line_error(match, read_rollouts, path, **kwargs)
+
+
+def test_bad_rollout_frames():
+    """from_rollouts: the same bad inputs as a DataFrame (the files above reach it too)."""
+    for frame, kwargs, match in [case[1:] for case in bad_file_cases()]:
+        if "correct" in frame.columns or kwargs.get("correct"):
+            one_line_error(match, RolloutData.from_rollouts, frame, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "empty.jsonl", "empty.parquet"])
+def test_empty_files(tmp_path, name):
+    (tmp_path / name).write_bytes(b"")
+    one_line_error(f"{name}: empty file|zero rows", read_rollouts, tmp_path / name)
+
+
+def test_io_is_reexported_by_data():
+    """File reading moved to bayes_regimes.io; the old import paths still work."""
+    import bayes_regimes
+    import bayes_regimes.io as io_module
+
+    assert read_rollouts is io_module.read_rollouts is bayes_regimes.read_rollouts
+    assert validate_columns is io_module.validate_columns
+    assert detect_input_kind is io_module.detect_input_kind
+
+
 def test_data_module_does_not_import_pymc():
     code = (
-        "import sys, bayes_regimes.data; "
+        "import sys, bayes_regimes.data, bayes_regimes.io; "
         "bad = [m for m in ('pymc', 'pytensor', 'arviz') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -39,7 +39,7 @@ def fitted():
         n=10,
         random_seed=5,
     )
-    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"), slab="beta")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         model.fit(random_seed=2, **TINY)

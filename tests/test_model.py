@@ -36,7 +36,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def fitted(sim):
-    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"), slab="beta")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         model.fit(random_seed=1, **TINY)
@@ -45,7 +45,7 @@ def fitted(sim):
 
 def test_pymc_likelihood_equals_closed_form(sim):
     """The PyMC potential is exactly the pattern-weighted closed-form log-likelihood."""
-    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
+    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"), slab="beta")
     pm_model = model.build_model()
     point = pm_model.initial_point()
     rng = np.random.default_rng(0)
@@ -152,6 +152,67 @@ def test_pass_at_k_and_coverage(fitted):
         fitted.pass_at_k([0])
 
 
+def _cell_draws(model, fn):
+    """fn(k, n, pi, a, b) evaluated cell by cell on the posterior draws: (draws, cells)."""
+    pi, a, b = model.pattern_posterior().population()
+    s = model.data.stratum_index
+    k, n = model.data.cells["k"].to_numpy(), model.data.cells["n"].to_numpy()
+    return fn(k, n, pi[:, s], a[:, s], b[:, s])
+
+
+def test_regimes_match_per_cell_closed_forms(fitted):
+    """Per-pattern evaluation broadcast to cells equals the closed forms cell by cell."""
+    reg = fitted.regimes()
+    eps = reg.attrs["epsilon"]
+    expected = {
+        "p_zero": _cell_draws(fitted, cf.structural_weight),
+        "p_mean": _cell_draws(fitted, cf.posterior_mean_p),
+        "p_structural": _cell_draws(fitted, lambda k, n, *h: cf.prob_below(eps, k, n, *h)),
+        "p_fail_budget": 1 - _cell_draws(fitted, lambda k, n, *h: cf.expected_gain(k, n, 1000, *h)),
+    }
+    for column, draws in expected.items():
+        np.testing.assert_allclose(reg[column], draws.mean(axis=0), rtol=1e-9, atol=1e-12)
+    assert reg["label"].tolist() == [
+        "solved"
+        if k > 0
+        else "structural"
+        if p >= 0.9
+        else "recoverable"
+        if p <= 0.1
+        else "uncertain"
+        for k, p in zip(reg["k"], reg["p_structural"], strict=True)
+    ]
+
+
+def test_pass_at_k_kinds_match_per_cell_closed_forms(fitted):
+    """The three pass@k kinds (gain draws shared by the first two) against closed forms."""
+    ks = [1, 7, 500]
+    res = fitted.pass_at_k(ks).set_index(["group", "k", "kind"])
+    pi, a, b = fitted.pattern_posterior().population()
+    cells = fitted.data.cells
+    for g, group in enumerate(fitted.data.strata):
+        sel = fitted.data.stratum_index == g
+        k, n = cells["k"].to_numpy()[sel], cells["n"].to_numpy()[sel]
+        for m in ks:
+            gain = cf.expected_gain(k, n, m, pi[:, g, None], a[:, g, None], b[:, g, None])
+            draws = {
+                "fresh_run": gain.mean(axis=1),
+                "solved_after_more": np.where(k > 0, 1.0, gain).mean(axis=1),
+                "new_problem": cf.pass_at_k_new_problem(m, pi[:, g], a[:, g], b[:, g]),
+            }
+            for kind, values in draws.items():
+                row = res.loc[(group, m, kind)]
+                lo, hi = np.quantile(values, [0.055, 0.945])
+                np.testing.assert_allclose(
+                    [row["mean"], row["low"], row["high"]], [values.mean(), lo, hi], rtol=1e-9
+                )
+    bench = fitted.coverage_ceiling().set_index(["group", "kind"])
+    one_minus_w = 1 - _cell_draws(fitted, cf.structural_weight)
+    for g, group in enumerate(fitted.data.strata):
+        values = one_minus_w[:, fitted.data.stratum_index == g].mean(axis=1)
+        assert bench.loc[(group, "benchmark"), "mean"] == pytest.approx(values.mean(), rel=1e-9)
+
+
 def test_allocation_spends_budget_on_failures(fitted):
     out = fitted.allocate(200)
     assert list(out.columns[:5]) == ["problem", "group", "condition", "n", "k"]
@@ -178,10 +239,21 @@ def test_load_refuses_unknown_format(fitted, tmp_path):
         RegimeModel.load(tmp_path / "future.nc")
 
 
-def test_failed_diagnostics_warn_loudly(sim):
-    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"))
-    with pytest.warns(DiagnosticsWarning, match="FIT FAILED DIAGNOSTICS"):
-        model.fit(draws=20, tune=20, chains=2, random_seed=0, progressbar=False)
+@pytest.fixture(scope="module")
+def failed_fits(sim):
+    """Two fits with the same seed and far too few draws (2 x 20) to pass diagnostics."""
+    data = RolloutData.from_counts(sim.counts.head(60))
+    fits = []
+    for _ in range(2):
+        model = RegimeModel(data, slab="beta")
+        with pytest.warns(DiagnosticsWarning, match="FIT FAILED DIAGNOSTICS"):
+            model.fit(draws=20, tune=20, chains=2, random_seed=11, progressbar=False)
+        fits.append(model)
+    return fits
+
+
+def test_failed_diagnostics_warn_loudly(failed_fits):
+    model = failed_fits[0]
     assert not model.diagnostics().ok
     with pytest.warns(DiagnosticsWarning):
         reg = model.regimes()
@@ -189,7 +261,9 @@ def test_failed_diagnostics_warn_loudly(sim):
 
 
 def test_plain_model_has_no_structural_mass(sim):
-    model = RegimeModel(RolloutData.from_counts(sim.counts, group="group"), structural=False)
+    model = RegimeModel(
+        RolloutData.from_counts(sim.counts, group="group"), slab="beta", structural=False
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DiagnosticsWarning)
         model.fit(random_seed=2, **TINY)
@@ -214,11 +288,6 @@ def test_bad_arguments():
         RolloutData.from_counts(pd.DataFrame({"problem_id": ["a"], "n": [3], "k": [4]}))
 
 
-def test_seed_reproducibility(sim):
-    data = RolloutData.from_counts(sim.counts.head(60))
-    a, b = RegimeModel(data), RegimeModel(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DiagnosticsWarning)
-        a.fit(random_seed=11, draws=50, tune=50, chains=2, progressbar=False)
-        b.fit(random_seed=11, draws=50, tune=50, chains=2, progressbar=False)
+def test_seed_reproducibility(failed_fits):
+    a, b = failed_fits
     np.testing.assert_array_equal(a.posterior["mu"].values, b.posterior["mu"].values)

@@ -147,7 +147,7 @@ def test_plot_and_json():
 # -- the core model ----------------------------------------------------------------------
 def test_prior_draws_are_the_model_prior():
     data = _design(1, 20, 5)
-    draws = prior_draws(RegimeModel(data), 3000, random_seed=5)
+    draws = prior_draws(RegimeModel(data, slab="beta"), 3000, random_seed=5)
     assert set(draws.data_vars) == {"pi", "mu", "kappa"}
     assert draws.sizes == {"simulation": 3000, "group": 1}
     for name, transform, (loc, scale) in [
@@ -158,7 +158,7 @@ def test_prior_draws_are_the_model_prior():
         x = transform(draws[name].values.ravel())
         assert stats.kstest(x, stats.norm(loc, scale).cdf).pvalue > 1e-3, name
     # Prior overrides are honoured; the plain model has no pi.
-    plain = RegimeModel(data, structural=False, priors={"logit_mu": (2.0, 0.1)})
+    plain = RegimeModel(data, slab="beta", structural=False, priors={"logit_mu": (2.0, 0.1)})
     mu = prior_draws(plain, 2000, random_seed=6)
     assert "pi" not in mu
     assert logit(mu["mu"].values).mean() == pytest.approx(2.0, abs=0.02)
@@ -183,7 +183,7 @@ def test_logitnormal_prior_draws_and_simulation():
 
 
 def test_grouped_prior_draws_are_partially_pooled():
-    draws = prior_draws(RegimeModel(_design(3, 20, 5)), 4000, random_seed=7)
+    draws = prior_draws(RegimeModel(_design(3, 20, 5), slab="beta"), 4000, random_seed=7)
     assert list(draws["group"].values) == ["g0", "g1", "g2"]
     x = logit(draws["mu"].values)
     # loc ~ N(0, 1.5), sd ~ HalfNormal(1), z ~ N(0, 1): marginal variance 1.5^2 + 1.
@@ -196,10 +196,10 @@ def test_compiled_model_reuse_gives_the_same_draws_as_fit():
     # The SBC loop re-uses one compiled model; it must equal a plain fit exactly,
     # on data with a different number of patterns than the template.
     fit_kw = {"draws": 60, "tune": 60, "chains": 2}
-    fitter = _Fitter(RegimeModel(_design(1, 30, 10)), "nutpie", fit_kw)
+    fitter = _Fitter(RegimeModel(_design(1, 30, 10), slab="beta"), "nutpie", fit_kw)
     n = np.arange(80) % 7 + 3
     data = RolloutData.from_counts(simulate_benchmark(80, n, pi=0.3, random_seed=3).counts)
-    reused, fresh = RegimeModel(data), RegimeModel(data)
+    reused, fresh = RegimeModel(data, slab="beta"), RegimeModel(data, slab="beta")
     fitter(reused, 11)
     assert fitter.reused == 1
     with warnings.catch_warnings():
@@ -218,6 +218,8 @@ def test_compiled_model_reuse_gives_the_same_draws_as_fit():
         (False, 1, "beta"),
         (True, 3, "beta"),
         (False, 3, "beta"),
+        (True, 1, "logitnormal"),
+        (True, 3, "logitnormal"),
     ],
 )
 def test_reduced_sbc_of_core_models(structural, n_groups, slab):
@@ -251,3 +253,25 @@ def test_benchmark_script_runs(tmp_path, monkeypatch):
     assert set(results["variants"]) == {"plain"}
     assert json.loads(out.with_suffix(".json").read_text())["variants"]["plain"]["n_sims"] == 3
     assert (tmp_path / "sbc_smoke_ecdf.png").exists()
+    # --append keeps the variants already saved and adds the new one.
+    bench.main([*args, "--variants", "zi", "--out", str(out), "--append"])
+    saved = json.loads(out.with_suffix(".json").read_text())["variants"]
+    assert set(saved) == {"plain", "zi"}
+    assert "| plain |" in out.with_suffix(".md").read_text()
+
+
+def test_result_round_trips_through_its_dict():
+    rng = np.random.default_rng(5)
+    res = SBCResult.from_arrays(
+        rng.integers(0, L + 1, size=(30, 2)),
+        rng.normal(size=(30, 2)),
+        n_rank_draws=L,
+        parameters=["pi[all]", "mu[all]"],
+        fits=pd.DataFrame({"ok": rng.random(30) < 0.8, "problems": "", "seconds": 1.0}),
+        label="x",
+        settings={"draws": 10},
+    )
+    back = SBCResult.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back.label == "x" and back.settings == {"draws": 10} and back.n_failed == res.n_failed
+    np.testing.assert_array_equal(back.ranks.values, res.ranks.values)
+    pd.testing.assert_frame_equal(back.uniformity(), res.uniformity())

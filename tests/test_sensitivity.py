@@ -8,6 +8,7 @@ import warnings
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -29,7 +30,7 @@ QUANTITIES = ["pi", "mu", "kappa", "structural_fraction", "gain_100", "gain_1000
 def _fit(priors=None):
     # Plenty of data with a well-separated slab (mu 0.3, kappa 5, n 20).
     sim = simulate_benchmark(2000, n=20, pi=0.3, mu=0.3, kappa=5.0, random_seed=0)
-    model = RegimeModel(RolloutData.from_counts(sim.counts), priors=priors)
+    model = RegimeModel(RolloutData.from_counts(sim.counts), slab="beta", priors=priors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
@@ -121,7 +122,8 @@ def test_log_prior_is_the_documented_prior(default_fit, tree):
 
 def test_grouped_models_scale_only_top_level_priors():
     sim = simulate_benchmark(30, n=5, groups={"a": {}, "b": {}}, random_seed=0)
-    pm_model = RegimeModel(RolloutData.from_counts(sim.counts, group="group")).build_model()
+    data = RolloutData.from_counts(sim.counts, group="group")
+    pm_model = RegimeModel(data, slab="beta").build_model()
     names = set(_prior_vars(pm_model))
     assert names == {
         f"{p}_{s}" for p in ("logit_mu", "log_kappa", "logit_pi") for s in ("loc", "sd")
@@ -147,3 +149,41 @@ def test_plot(default_fit):
     assert len(fig.axes) == 5  # pi, mu, kappa, structural_fraction, gain_100
     with pytest.raises(ValueError, match="component"):
         plot_prior_sensitivity(default_fit, component="posterior")
+
+
+def test_one_prior_component_alone(default_fit):
+    # Scaling only the prior of logit_pi: its log-prior is the only term, the
+    # quantities it drives (pi) move at least as much as under the slab's priors alone.
+    tree_pi = sensitivity_datatree(default_fit, prior_vars=["logit_pi"])
+    assert set(tree_pi["log_prior"].to_dataset().data_vars) == {"logit_pi"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = prior_sensitivity(default_fit, prior_vars=["logit_pi"]).set_index("variable")
+        slab = prior_sensitivity(default_fit, prior_vars=["logit_mu", "log_kappa"])
+    assert alone.loc["pi", "prior"] >= slab.set_index("variable").loc["pi", "prior"]
+    with pytest.raises(ValueError, match="not free variables"):
+        sensitivity_datatree(default_fit, prior_vars=["slab_loc"])
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs(tmp_path, monkeypatch, shared_data):
+    import json
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("sensitivity", None)
+    import sensitivity as bench  # benchmarks/sensitivity.py
+
+    out = tmp_path / "sens"
+    args = ["--slabs", "beta", "--draws", "100", "--tune", "100", "--out", str(out)]
+    results = bench.main(args)
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert set(saved["slabs"]) == {"beta"} and results["settings"]["m"] == 10
+    table = pd.DataFrame(saved["slabs"]["beta"]["sensitivity"])
+    assert {"structural_fraction", "gain_100", "gain_1000"} <= set(table["variable"])
+    # The held-out truth: fractions in [0, 1], one row per model (7 Pythia models).
+    truth = pd.DataFrame(saved["heldout_truth"])
+    assert len(truth) == 7 and truth.drop(columns="group").stack().between(0, 1).all()
+    assert (tmp_path / "sens_prior_beta.png").exists()
+    assert (tmp_path / "sens_likelihood_beta.png").exists()

@@ -56,7 +56,10 @@ def test_slab_is_offered_everywhere(data):
     assert model.config["priors"]["slab_loc"] == [-3.0, 1.0]
     assert model.diagnostic_vars == ["slab_loc", "slab_scale", "pi"]
     with pytest.raises(ValueError, match="unknown prior"):
-        RegimeModel(data, priors={"slab_loc": (0.0, 1.0)})  # not a Beta-slab prior
+        RegimeModel(data, slab="beta", priors={"slab_loc": (0.0, 1.0)})  # not a Beta prior
+    # The logit-normal slab is the default.
+    assert RegimeModel(data).slab.name == "logitnormal"
+    assert RegimeModel(data, slab="beta").diagnostic_vars == ["mu", "kappa", "pi"]
 
 
 def test_pymc_likelihood_equals_closed_form(data):
@@ -133,3 +136,22 @@ def test_save_load_round_trip(fitted, tmp_path):
     loaded = BaseModel.load(fitted.save(tmp_path / "fit.nc"))
     assert loaded.config == fitted.config and loaded.slab.name == "logitnormal"
     pd.testing.assert_frame_equal(loaded.expected_gain(37), fitted.expected_gain(37))
+
+
+@pytest.mark.slow
+def test_healthy_fit_on_the_heldout_monkeys_protocol(shared_data):
+    """The zero-inflated logit-normal fit of the held-out benchmark (7 Pythia models,
+    first m = 10 samples per problem, its settings: 2 chains x 2,000 draws) passes every
+    diagnostic: R-hat <= 1.01, ESS >= 400, no divergences."""
+    from bayes_regimes.datasets import source_path
+    from bayes_regimes.heldout import holdout_split
+
+    counts = pd.read_csv(source_path("monkeys"))
+    split = holdout_split(counts, 10, random_seed=2)  # the hardest of the three splits
+    train = split.assign(n=split["n_train"], k=split["k_train"])[["problem_id", "model", "n", "k"]]
+    model = RegimeModel(RolloutData.from_counts(train, group="model"), slab="logitnormal")
+    model.fit(draws=2000, tune=1000, chains=2, random_seed=2, progressbar=False)
+    report = model.diagnostics().summary()
+    assert model.diagnostics().ok, report["problems"]
+    assert report["divergences"] == 0 and report["max_r_hat"] <= 1.01
+    assert report["min_ess_bulk"] >= 400 and report["min_ess_tail"] >= 400

@@ -30,8 +30,11 @@ Why this design: the Beta slab keeps the best-of-r likelihood exact (no quadratu
 in p) and makes every conditional posterior of p a finite Beta mixture, so
 regimes and expected rescue come from closed forms per draw; one scalar factor
 ``u_i`` is the smallest structure that correlates the conditions. With several
-groups, ``alpha`` and ``lam`` are partially pooled over groups (centred: each
-group holds many failures), so a new group draws its intercepts from that
+groups, ``alpha`` and ``lam`` are partially pooled over groups (``alpha``
+centred: each group holds many failures; ``lam`` non-centred: a zero count is
+explained either by the point mass or by a small slab mean, so the structural
+propensities are weakly identified and the centred funnel with ``lam_sd`` gave
+ESS < 400 on the paper's table), so a new group draws its intercepts from that
 population. The selection condition (below) depends on the features only through
 u unless ``selection_features=True``.
 
@@ -48,6 +51,8 @@ direction and *effective* parameters (``alpha_eff``, ``loading_eff``,
 deterministic functions of them and are what every query uses. The priors below
 are placed on the effective parameters (they differ from the true ones by the
 sample's mean, scale and feature correlation of u, of order 1 / sqrt(n)).
+Diagnostics check ``u`` and every other variable except the raw ``u_direction``,
+whose norm and projection on the group/feature basis are prior-only.
 
 Selection
 ---------
@@ -463,9 +468,16 @@ class InterventionModel(BaseModel):
             n_g = len(self.layout.groups)
             return pm.Deterministic(f"{name}_eff", pm.math.stack([loc] * n_g), dims=dims)
         sd = pm.HalfNormal(f"{name}_sd", self.config["priors"]["group_sd"])
-        # centred: each group holds hundreds of failures, so its intercepts are well
-        # identified and the non-centred form would make a ridge with the location
-        return pm.Normal(f"{name}_eff", loc[None, :], sd, dims=dims)
+        if name == "alpha":
+            # centred: each group holds hundreds of failures, so its slab intercepts
+            # are well identified and the non-centred form would make a ridge with
+            # the location
+            return pm.Normal(f"{name}_eff", loc[None, :], sd, dims=dims)
+        # non-centred: the structural propensities are weakly identified (a zero
+        # count fits the point mass or a small slab mean), and the centred funnel
+        # with lam_sd gave ESS < 400 for lam_sd on the paper's table
+        offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"{name}_eff", loc[None, :] + sd * offset, dims=dims)
 
     # -- draws ---------------------------------------------------------------------------
     def draws(self, posterior: xr.Dataset | None = None) -> dict[str, np.ndarray]:
@@ -508,6 +520,16 @@ class InterventionModel(BaseModel):
 
     def _cell_hyper(self, dr: dict, iu: np.ndarray, ic: np.ndarray):
         return self.hyper(dr, self.layout.group[iu], self.Z[iu], dr["u"][:, iu], ic)
+
+    @property
+    def diagnostic_vars(self) -> list[str]:  # type: ignore[override]
+        """Variables checked by :meth:`diagnostics`: every posterior variable but the
+        raw ``u_direction`` (its norm and its projection on the group and feature
+        basis never enter the likelihood, so they are prior-only); the identified
+        latent abilities ``u`` built from it are checked instead."""
+        if self.idata is None:
+            return []
+        return [v for v in self.posterior.data_vars if v != "u_direction"]
 
     #: Largest draws x problems array stored as the log-likelihood group.
     max_loglik_elements: ClassVar[int] = 1_500_000
