@@ -254,7 +254,8 @@ def test_small_fit_covers_truth_and_reports_diagnostics(small_fit):
 
 def test_adaptive_quadrature_of_the_evidence(small_fit):
     """Log evidence of fitted failures (all cells observed): nodes centred on each
-    failure's posterior u with 16 points match 200 plain Gauss-Hermite nodes."""
+    failure's posterior u with 24 points (as benchmarks/router.py uses) match 200 plain
+    Gauss-Hermite nodes, and beat 24 plain nodes."""
     from bayes_regimes.routing import _thin, new_posterior_blocks
 
     model, _ = small_fit
@@ -267,8 +268,8 @@ def test_adaptive_quadrature_of_the_evidence(small_fit):
 
     ref = evidence(200)
     u = dr["u"][:, units]
-    adaptive = evidence(16, centre=u.mean(axis=0), scale=1.5 * u.std(axis=0) + 0.05)
-    plain = evidence(16)
+    adaptive = evidence(24, centre=u.mean(axis=0), scale=1.5 * u.std(axis=0) + 0.05)
+    plain = evidence(24)
     assert np.abs(adaptive - ref).max() < 0.05
     assert np.abs(adaptive - ref).max() < np.abs(plain - ref).max()
 
