@@ -33,6 +33,21 @@ def _say(msg: str) -> None:
     print(f"[bayes-regimes] {msg}", file=sys.stderr, flush=True)
 
 
+def _fit_timed(model, args: argparse.Namespace, **extra) -> None:
+    """Fit with the command line's sampler options and report the wall time."""
+    t0 = time.perf_counter()
+    model.fit(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        random_seed=args.seed,
+        sampler=args.sampler,
+        progressbar=not args.quiet,
+        **extra,
+    )
+    _say(f"fit done in {time.perf_counter() - t0:.1f} s")
+
+
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--draws", type=int, default=1000, help="posterior draws per chain")
@@ -164,16 +179,7 @@ def _fit_and_write(data, args, out: Path, title: str):
         f"fitting {data.n_cells} cells ({len(model.data.patterns().table)} patterns) "
         f"with {args.sampler}"
     )
-    t0 = time.perf_counter()
-    model.fit(
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        random_seed=args.seed,
-        sampler=args.sampler,
-        progressbar=not args.quiet,
-    )
-    _say(f"fit done in {time.perf_counter() - t0:.1f} s")
+    _fit_timed(model, args)
     rep = model.diagnostics()
     print(rep, file=sys.stderr)
     model.save(out / FIT_FILE)
@@ -383,17 +389,7 @@ def cmd_route(args) -> int:
 
         model = InterventionModel(data, epsilon=args.epsilon, **options)
         _say(f"fitting {model.layout.n_units} failures x {len(model.conditions)} conditions")
-        t0 = time.perf_counter()
-        model.fit(
-            draws=args.draws,
-            tune=args.tune,
-            chains=args.chains,
-            random_seed=args.seed,
-            sampler=args.sampler,
-            progressbar=not args.quiet,
-            target_accept=args.target_accept,
-        )
-        _say(f"fit done in {time.perf_counter() - t0:.1f} s")
+        _fit_timed(model, args, target_accept=args.target_accept)
         rep = model.diagnostics()
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / FIT_FILE)

@@ -189,8 +189,15 @@ def _log_weights(k, n, pi, a, b) -> tuple[np.ndarray, np.ndarray]:
     """(log w, log(1 - w)) of the structural indicator given (k, n)."""
     _check_hyper(pi, a, b)
     _check_counts(k, n)
+    return _structural_log_weights(k, pi, _log_beta_ratio(a, b, n))
+
+
+def _structural_log_weights(k, pi, slab0) -> tuple[np.ndarray, np.ndarray]:
+    """(log w, log(1 - w)) from pi and any slab's log P(k = 0 | n) (``slab0``).
+
+    Shared by every slab family (:mod:`bayes_regimes.slabs`): only ``slab0`` differs.
+    """
     log_pi, log_1m_pi = _log_pi_pair(pi)
-    slab0 = _log_beta_ratio(a, b, n)  # log P(k = 0 | n, slab)
     with np.errstate(invalid="ignore"):
         denom = np.logaddexp(log_pi, log_1m_pi + slab0)
         zero = np.asarray(k) == 0

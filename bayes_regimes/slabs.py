@@ -129,14 +129,7 @@ class Slab:
         cf._check_hyper(pi, 1.0, 1.0)
         self.check(*theta)
         cf._check_counts(k, n)
-        log_pi, log_1m_pi = cf._log_pi_pair(pi)
-        slab0 = self.log_moment(0.0, n, *theta)
-        with np.errstate(invalid="ignore"):
-            denom = np.logaddexp(log_pi, log_1m_pi + slab0)
-            zero = np.asarray(k) == 0
-            log_w = np.where(zero, log_pi - denom, -np.inf)
-            log_1mw = np.where(zero, log_1m_pi + slab0 - denom, 0.0)
-        return log_w[()], log_1mw[()]
+        return cf._structural_log_weights(k, pi, self.log_moment(0.0, n, *theta))
 
     def logpmf(self, k, n, pi, *theta) -> np.ndarray:
         """log P(k | n) of the zero-inflated slab-binomial (-inf outside 0 <= k <= n)."""
