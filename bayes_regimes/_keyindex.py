@@ -1,11 +1,13 @@
-"""Growable key indexes for the streamed reduction (used by _streaming.py).
+"""Growable key indexes and the read-ahead queue of the streamed reduction (see _streaming.py).
 
 * :class:`KeyIndex`: int64 keys -> dense ids, a log-structured set of pandas Indexes;
 * :class:`ValueIndex`: raw values (strings, numbers) -> dense ids, a dict, with a
   vectorised path for Arrow string arrays through :func:`hash_strings`;
 * :class:`CellIndex`: a cell's key codes -> cell id, a direct-address table while the
   code ranges are small, else pairwise-packed :class:`KeyIndex` maps;
-* :class:`Grow`, :class:`Bits`: a growable array and a growable (cell, sample) bitmap.
+* :class:`Grow`, :class:`Bits`: a growable array and a growable (cell, sample) bitmap;
+* :func:`read_ahead`: streams (e.g. the batches of each file) read ahead by threads
+  into bounded queues and consumed in order.
 
 Examples
 --------
@@ -21,6 +23,9 @@ Examples
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -153,23 +158,27 @@ class ValueIndex:
     def __len__(self) -> int:
         return len(self._values)
 
-    def get_or_add(self, values: list) -> np.ndarray:
-        """Ids of the values (a list), adding the absent ones in order."""
+    def get_or_add(self, values: list, arrow: pa.Array | None = None) -> np.ndarray:
+        """Ids of the values (a list, optionally also as an Arrow string array), adding
+        the absent ones in order."""
         ids = self._ids
         out = np.fromiter(map(ids.get, values, itertools.repeat(-1)), np.int64, len(values))
         new = np.flatnonzero(out < 0)
         if new.size:
             start = len(self._values)
-            asked = [values[i] for i in new.tolist()]
-            for value in asked:
-                if value not in ids:
-                    ids[value] = len(self._values)
-                    self._values.append(value)
-            out[new] = [ids[value] for value in asked]
-            fresh = self._values[start:]
-            self._all_str = self._all_str and all(isinstance(v, str) for v in fresh)
+            asked = values if new.size == len(values) else [values[i] for i in new.tolist()]
+            fresh = list(dict.fromkeys(asked))  # absent, distinct, in order of appearance
+            ids.update(zip(fresh, range(start, start + len(fresh)), strict=True))
+            self._values.extend(fresh)
+            if len(fresh) == len(asked):
+                out[new] = np.arange(start, start + len(fresh))
+            else:
+                out[new] = np.fromiter(map(ids.__getitem__, asked), np.int64, len(asked))
+            self._all_str = self._all_str and set(map(type, fresh)) <= {str}
             if self._all_str and fresh:
-                self._strings.append(pa.array(fresh, pa.large_string()))
+                every = arrow is not None and len(fresh) == len(values)  # all new, distinct
+                strings = arrow if every else pa.array(fresh, pa.large_string())
+                self._strings.append(strings.cast(pa.large_string()))
         return out
 
     def get_or_add_arrow(self, arr: pa.Array) -> np.ndarray:
@@ -189,7 +198,8 @@ class ValueIndex:
             ids[hit[~pc.equal(known, asked).to_numpy(zero_copy_only=False)]] = -1
         miss = np.flatnonzero(ids < 0)
         if miss.size:
-            ids[miss] = self.get_or_add(arr.take(pa.array(miss)).to_pylist())
+            missed = arr if miss.size == len(arr) else arr.take(pa.array(miss))
+            ids[miss] = self.get_or_add(missed.to_pylist(), missed)
             unseen = miss[found[miss] < 0]
             codes, fresh = pd.factorize(h[unseen])
             first = np.flatnonzero(_first_flags(codes))
@@ -227,17 +237,46 @@ class Bits:
         self.a = np.zeros(64, dtype=np.uint8)  # row-major: ``width`` bytes per cell
         self.width = 1
 
-    def locate(self, cells: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Byte index and bit mask of each (cell, code), growing the bitmap as needed."""
-        rows, need = len(self.a) // self.width, (int(codes.max()) >> 3) + 1
-        if int(cells.max()) >= rows or need > self.width:
-            new_rows = max(int(cells.max()) + 1, 2 * rows)
+    def reserve(self, cell: int, codes: int) -> int:
+        """Grow to hold cells ``0 .. cell`` and codes ``0 .. codes - 1``; return bits per cell."""
+        rows, need = len(self.a) // self.width, max(codes - 1, 0) // 8 + 1
+        if cell >= rows or need > self.width:
+            new_rows = max(cell + 1, 2 * rows)
             new_width = max(need, 2 * self.width) if need > self.width else self.width
             grown = np.zeros((new_rows, new_width), dtype=np.uint8)
             grown[:rows, : self.width] = self.a.reshape(rows, self.width)
             self.a, self.width = grown.reshape(-1), new_width
+        return 8 * self.width
+
+    def locate(self, cells: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Byte index and bit mask of each (cell, code), growing the bitmap as needed."""
+        self.reserve(int(cells.max()), int(codes.max()) + 1)
         byte = cells * self.width + (codes >> 3)
         return byte, np.left_shift(1, codes & 7).astype(np.uint8)
+
+    def add_cells(
+        self, cells: np.ndarray, local: np.ndarray | None, size: int, offsets: Any, rows: int
+    ) -> bool:
+        """Set bits given per local key, unless one was set already or repeats; return
+        whether one did.
+
+        Local key ``local[i]`` (``i`` when ``local`` is None) is cell ``cells[i]``;
+        ``offsets`` yields arrays of ``local key * bits per cell + code``, ``rows`` in
+        all. The cells' rows are unpacked to a byte per bit: the offsets set their
+        bytes, and the count of set bytes grows by ``rows`` exactly when no bit repeats.
+        """
+        table = self.a.reshape(-1, self.width)
+        block = np.zeros((size, self.width), dtype=np.uint8)
+        where = slice(None) if local is None else local
+        block[where] = table[cells]
+        before = int(np.bitwise_count(block).sum(dtype=np.int64))
+        span = np.unpackbits(block.reshape(-1), bitorder="little")
+        for part in offsets:
+            span[part] = 1
+        if np.count_nonzero(span) - before != rows:
+            return True
+        table[cells] = np.packbits(span, bitorder="little").reshape(size, self.width)[where]
+        return False
 
     def add(self, byte: np.ndarray, mask: np.ndarray) -> bool:
         """Set the bits unless one repeats within these rows; return whether one did.
@@ -315,3 +354,77 @@ class CellIndex:
             self.table[self._flat(gcodes)] = ids
         else:
             self.hashed.add(self._pack(gcodes))
+
+
+_END = object()  # end of one stream in a read-ahead queue
+
+
+def read_ahead(
+    streams: Iterable[tuple[Any, Callable[[], Iterable]]], workers: int = 2, depth: int = 2
+) -> Iterator[tuple[Any, Any]]:
+    """``(tag, item)`` of every stream in order, the streams read by ``workers`` threads.
+
+    ``streams`` holds ``(tag, open)`` pairs; ``open()`` returns an iterator (e.g. the
+    record batches of one Parquet file). Stream ``i`` is read by thread ``i % workers``
+    into its own queue of at most ``depth`` items, so up to ``workers`` streams decode
+    at once (pyarrow releases the GIL) while the caller consumes them in order; memory
+    stays bounded by ``workers * depth`` items. An error raised while reading a stream
+    is re-raised here when the caller reaches it, so errors come in stream order.
+
+    Examples
+    --------
+    >>> list(read_ahead([("a", lambda: [1, 2]), ("b", lambda: [3])]))
+    [('a', 1), ('a', 2), ('b', 3)]
+    """
+    streams = list(streams)
+    if workers < 1:  # no threads: read each stream in turn
+        yield from ((tag, item) for tag, opened in streams for item in opened())
+        return
+    workers = min(workers, len(streams))
+    queues = [queue.Queue(maxsize=depth) for _ in range(workers)]
+    stop = threading.Event()
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce(w: int) -> None:
+        for _, opened in streams[w::workers]:
+            try:
+                for item in opened():
+                    if not put(queues[w], (item, None)):
+                        return
+            except BaseException as err:  # handed to the consumer, in stream order
+                put(queues[w], (_END, err))
+                return
+            if not put(queues[w], (_END, None)):
+                return
+
+    threads = [
+        threading.Thread(target=produce, args=(w,), daemon=True, name=f"bayes-regimes-read-{w}")
+        for w in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for i, (tag, _) in enumerate(streams):
+            while True:
+                item, err = queues[i % workers].get()
+                if err is not None:
+                    raise err
+                if item is _END:
+                    break
+                yield tag, item
+    finally:
+        stop.set()
+        for q, thread in zip(queues, threads, strict=True):
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(0.01)

@@ -7,7 +7,10 @@ and per-feature reference values. Key values map to global integer codes
 integer columns one per distinct value); each batch is then counted with
 ``numpy.bincount`` over a mixed-radix local key. New cells are numbered in order of
 first appearance. Nothing here grows with the number of rows except the optional
-sample-index check: one bit per (cell, distinct sample value).
+sample-index check: one bit per (cell, distinct sample value); a batch sets its bits
+at once on its cells' rows unpacked to a byte per bit (no repeat exactly when the
+count of set bytes grows by the number of rows). Per-row work stays in a few int32
+passes over reused buffers: it must keep up with the Parquet decoder.
 
 Examples
 --------
@@ -22,6 +25,8 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +43,7 @@ POS_SHIFT = 40  # a row position is file_index << POS_SHIFT | row within the fil
 NO_POS = np.iinfo(np.int64).max
 _SMALL = 1 << 20  # integer sample values below this go through a direct lookup table
 _EMPTY = np.empty(0, dtype=np.int64)
+_CHUNK = 1 << 16  # rows per chunk of a per-row pass (its int32 work array: 256 KiB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,12 @@ def _np(arr: pa.Array) -> np.ndarray:
 
 def _first(mask: Any) -> int:
     return int(np.argmax(np.asarray(mask)))
+
+
+def _chunk(rows: int, bins: int) -> int:
+    """Rows per chunk of a per-row pass: its work arrays stay in cache, while the
+    per-chunk results (``bins`` of them) are added up at most ``rows / 4`` times."""
+    return max(_CHUNK, 8 * bins) if rows > _CHUNK else max(rows, 1)
 
 
 def cell_text(plan: Plan, raw: list) -> str:
@@ -104,7 +116,16 @@ class Reducer:
         self.varies = dict.fromkeys(plan.features, False)
         self.bad = dict.fromkeys(plan.features, NO_POS)  # first non-finite value per feature
         self.samples, self.sample_table, self.bits = ValueIndex(), Grow(np.int64, -1), Bits()
+        self._identity = 0  # small integer samples below this are their own ids
         self._dicts: dict[int, tuple[pa.Array, np.ndarray]] = {}
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def _scratch(self, name: str, rows: int, dtype: Any) -> np.ndarray:
+        """A reused per-row work array (fresh large arrays cost page faults every batch)."""
+        buf = self._buffers.get(name)
+        if buf is None or len(buf) < rows or buf.dtype != dtype:
+            buf = self._buffers[name] = np.empty(rows, dtype=dtype)
+        return buf[:rows]
 
     # ----------------------------------------------------------------- errors
     def _fail(self, column: Any, pos: int, message: str) -> DataError:
@@ -135,7 +156,7 @@ class Reducer:
             ):
                 gmap = self.values[j].get_or_add_arrow(arr.dictionary)
                 cached = self._dicts[j] = (arr.dictionary, gmap)
-            return _np(arr.indices).astype(np.int64, copy=False), cached[1]
+            return _np(arr.indices), cached[1]  # int32: widened only when keys combine
         raw = _np(arr)
         if raw.dtype.kind == "f" and np.isnan(raw).any():
             raise self._fail(name, base + _first(np.isnan(raw)), "missing value")
@@ -222,7 +243,7 @@ class Reducer:
             if idx is not None and len(gmap) > 1:
                 if size * len(gmap) >= 2**62:
                     raise DataError("too many distinct key values in one batch; lower batch_size")
-                key = idx if key is None else key * len(gmap) + idx
+                key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
                 size *= len(gmap)
         key = np.zeros(rows, dtype=np.int64) if key is None else key
         rollouts = self.plan.kind == "rollouts"
@@ -232,9 +253,17 @@ class Reducer:
             key, decode = pd.factorize(key)
             key, size = key.astype(np.int64, copy=False), len(decode)
         if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
-            doubled = np.left_shift(key, 1, dtype=np.int64)
-            doubled |= outcome
-            table = np.bincount(doubled, minlength=2 * size).reshape(size, 2)
+            narrow = key.dtype == np.int32 and 2 * size < 2**31  # dictionary codes
+            step = _chunk(rows, size)
+            doubled = self._scratch("doubled", step, np.int32 if narrow else np.int64)
+            table = np.zeros(2 * size, dtype=np.int64)
+            for start in range(0, rows, step):  # in cache-sized chunks
+                end = min(rows, start + step)
+                part = doubled[: end - start]
+                np.left_shift(key[start:end], 1, out=part, dtype=part.dtype)
+                np.bitwise_or(part, outcome[start:end], out=part, dtype=part.dtype)
+                table += np.bincount(part, minlength=2 * size)
+            table = table.reshape(size, 2)
             counts = table[:, 0] + table[:, 1]
             ks = table[:, 1]
         else:
@@ -251,13 +280,7 @@ class Reducer:
                 stride //= len(gmap)
                 gcodes.append(gmap[(decode // stride) % len(gmap)])
         cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base)
-        need_rows = self.plan.sample is not None or self.plan.features or not rollouts
-        if need_rows and dense:
-            slot = np.zeros(size, dtype=np.int64)
-            slot[decode] = cell
-            row_cell = slot[key]
-        elif need_rows:
-            row_cell = cell[key]
+        row_cell = self._per_row(cell, key, decode if dense else None, size)
         if not rollouts:
             nrow = self._count(batch, self.plan.n, "n", base)
             krow = self._count(batch, self.plan.k, "k", base)
@@ -268,14 +291,31 @@ class Reducer:
             weights = np.bincount(key, weights=nrow, minlength=size)[select]
             ks = np.bincount(key, weights=krow, minlength=size)[select].astype(np.int64)
             if self.plan.duplicates == "error":
-                self._duplicates(row_cell, new_rows, base)
+                self._duplicates(row_cell(), new_rows, base)
         self.n.a[cell] += counts if rollouts else weights.astype(np.int64)
         self.k.a[cell] += ks
         self.rows.a[cell] += counts
         if self.plan.sample is not None:
-            self._sample(batch, row_cell, base)
+            self._sample(batch, key, decode if dense else None, size, cell, row_cell, base)
+        cells_of_rows = row_cell() if self.plan.features else None
         for name in self.plan.features:
-            self._feature(name, batch, consts, row_cell, new_cells, new_rows, base)
+            self._feature(name, batch, consts, cells_of_rows, new_cells, new_rows, base)
+
+    def _per_row(self, cell: np.ndarray, key: np.ndarray, decode: Any, size: int) -> Callable:
+        """``per_row(values=cell)``: the value of each row's cell, for per-cell ``values``.
+
+        ``decode`` maps the present local keys to the key space of ``key`` (dense keys),
+        or is None when ``key`` numbers the present keys directly.
+        """
+
+        def per_row(values: np.ndarray = cell, out: np.ndarray | None = None) -> np.ndarray:
+            if decode is not None:
+                slot = np.zeros(size, dtype=values.dtype)
+                slot[decode] = values
+                values = slot
+            return np.take(values, key, out=out)
+
+        return per_row
 
     def _cells(self, gcodes, key, decode, dense, size, base):
         """Global cell ids of the present local keys; new cells numbered by first appearance."""
@@ -287,14 +327,16 @@ class Reducer:
             return cell, _EMPTY, _EMPTY
         if dense:  # first row of each new key: a minimum over the rows holding it
             first = np.full(size, len(key), dtype=np.int64)
-            head = min(len(key), 8 * len(new) + 4096)  # most keys show up early
+            head = min(len(key), 16 * len(new) + 4096)  # most keys show up early
             np.minimum.at(first, key[:head], np.arange(head))
             late = decode[new][first[decode[new]] == len(key)]
-            if late.size:  # the rest: only rows holding keys not met in the head
+            while late.size:  # the rest: rows holding keys not met yet, in growing spans
                 is_late = np.zeros(size, dtype=bool)
                 is_late[late] = True
-                rows = head + np.flatnonzero(is_late[key[head:]])
+                start, head = head, min(len(key), 4 * head)
+                rows = start + np.flatnonzero(is_late[key[start:head]])
                 np.minimum.at(first, key[rows], rows)
+                late = late[first[late] == len(key)]
             new_rows = first[decode[new]]
             sort = np.argsort(new_rows, kind="stable")
             new, new_rows = new[sort], new_rows[sort]
@@ -327,14 +369,19 @@ class Reducer:
             gmap = self.samples.get_or_add_arrow(arr.dictionary)
             return gmap[_np(arr.indices)]
         raw = _np(arr)
-        if raw.dtype.kind in "iu" and raw.min() >= 0 and raw.max() < _SMALL:
-            table = self.sample_table.ensure(int(raw.max()) + 1)  # ids of small integers
-            codes = table[raw]
-            if (codes < 0).any():
-                unknown = np.unique(raw[codes < 0])
-                table[unknown] = self.samples.get_or_add(unknown.tolist())
-                codes = table[raw]
-            return codes
+        if raw.dtype.kind in "iu" and raw.min() >= 0 and (high := int(raw.max())) < _SMALL:
+            if high >= self._identity:
+                table = self.sample_table.ensure(high + 1)  # ids of small integers
+                if (table[: high + 1] < 0).any():  # number the new values present, in order
+                    present = np.zeros(high + 1, dtype=bool)
+                    present[raw] = True
+                    unknown = np.flatnonzero(present & (table[: high + 1] < 0))
+                    table[unknown] = self.samples.get_or_add(unknown.tolist())
+                differ = np.flatnonzero(table[: high + 1] != np.arange(high + 1))
+                self._identity = int(differ[0]) if differ.size else high + 1
+            if high < self._identity:  # values below it are their own ids
+                return raw
+            return self.sample_table.a[raw]
         codes = np.empty(len(raw), dtype=np.int64)
         small = (raw >= 0) & (raw < _SMALL) if raw.dtype.kind in "iu" else np.zeros(len(raw), bool)
         if small.any():
@@ -348,17 +395,41 @@ class Reducer:
             codes[~small] = self.samples.get_or_add(raw[~small].tolist())
         return codes
 
-    def _sample(self, batch: pa.RecordBatch, row_cell: np.ndarray, base: int) -> None:
+    def _sample(self, batch, key, decode, size, cell, per_row, base: int) -> None:
+        """Check that no sample value repeats within a cell; raise naming both rows."""
         name = self.plan.sample
         arr = batch.column(name)
         if arr.null_count:
             raise self._fail(name, base + _first(_np(arr.is_null())), "missing value")
         codes = self._sample_codes(arr)
+        width = self.bits.reserve(int(cell.max()), len(self.samples))  # bits per cell
+        if size * width <= 8 * (8 * len(codes) + self.bits.SPREAD):
+            # the batch's cells' bits, in local key order, are O(rows): set them at once
+            rows, step = len(codes), _chunk(len(codes), 0)
+            offset = self._scratch("bit", step, np.int64)
+            narrow = size * width < 2**31  # int32 arithmetic (int64 mixed with int32 is slow)
+            work = self._scratch("bit32", step, np.int32) if narrow else offset
+
+            def offsets():  # local key * bits per cell + code, in cache-sized chunks
+                for start in range(0, rows, step):
+                    end = min(rows, start + step)
+                    part = work[: end - start]
+                    np.multiply(key[start:end], width, out=part, casting="unsafe")
+                    np.add(part, codes[start:end], out=part, casting="unsafe")
+                    if narrow:  # scattering with int64 indices is faster
+                        np.copyto(offset[: end - start], part)
+                    yield offset[: end - start]
+
+            if not self.bits.add_cells(cell, decode, size, offsets(), rows):
+                return
+        else:
+            byte, mask = self.bits.locate(per_row(), codes)
+            if not ((self.bits.a[byte] & mask) != 0).any() and not self.bits.add(byte, mask):
+                return
+        row_cell = per_row()  # error path: find the first repeat
         byte, mask = self.bits.locate(row_cell, codes)
         seen = (self.bits.a[byte] & mask) != 0
-        if not seen.any() and not self.bits.add(byte, mask):
-            return
-        bit = byte * 8 + (codes & 7)  # error path: find the first repeat
+        bit = byte * 8 + (codes & 7)
         row = _first(pd.Series(bit).duplicated().to_numpy() | seen)
         earlier = np.flatnonzero(bit[:row] == bit[row])
         where = "an earlier row"
@@ -435,3 +506,31 @@ def merge_spec(plan: Plan) -> dict[str, str]:
         spec |= {f"_min:{name}": "min", f"_max:{name}": "max", f"_nanany:{name}": "max"}
         spec |= {f"_nanall:{name}": "min", f"_var:{name}": "max", f"_bad:{name}": "min"}
     return spec
+
+
+def progress_ticker(progress: Any, total: int) -> Callable[[int], None]:
+    """A function taking the rows done so far (tqdm bar, stderr lines, or a callback)."""
+    if callable(progress):
+        return lambda done: progress(done, total)
+    if not progress:
+        return lambda done: None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        last = [time.perf_counter()]
+
+        def report(done: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] > 2 or done == total:
+                last[0] = now
+                print(f"[bayes-regimes] reduced {done:,} / {total:,} rows", file=sys.stderr)
+
+        return report
+    bar = tqdm(total=total, unit="row", unit_scale=True, desc="reducing", leave=False)
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return advance

@@ -80,8 +80,8 @@ _KS = (100, 1000, 10000)
 # ---------------------------------------------------------------------------
 # shared plumbing
 # ---------------------------------------------------------------------------
-def _train(split: pd.DataFrame, group: str | None) -> tuple[np.ndarray, ...]:
-    """Group labels, n_train, k_train, n_test of every row, validated."""
+def _train(split: pd.DataFrame, group: str | None, ks: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """Group labels, n_train, k_train, n_test of every row, and the ks, validated."""
     labels = group_labels(split, group)
     cols = []
     for col in ("n_train", "k_train", "n_test"):
@@ -93,7 +93,7 @@ def _train(split: pd.DataFrame, group: str | None) -> tuple[np.ndarray, ...]:
     if bad.size:
         i = int(bad[0])
         raise DataError(f"row {i}: invalid n_train={n[i]}, k_train={k[i]}, n_test={n_test[i]}")
-    return labels, n, k, n_test
+    return labels, n, k, n_test, validate_ks(ks)
 
 
 def _assemble(
@@ -164,8 +164,7 @@ def no_extrapolation(
     >>> no_extrapolation(split, [100], group=None).pass_at_k["estimate"].tolist()
     [0.5, 0.5]
     """
-    labels, n, k, _ = _train(split, group)
-    ks_arr = validate_ks(ks)
+    labels, n, k, _, ks_arr = _train(split, group, ks)
     passk = unbiased_pass_at_k(n[:, None], k[:, None], np.minimum(ks_arr[None, :], n[:, None]))
     return _assemble("no_extrapolation", labels, k, np.zeros(n.size), np.asarray(passk), ks_arr)
 
@@ -193,8 +192,7 @@ def unbiased_estimator(
     >>> unbiased_estimator(split, [5, 6], group=None).pass_at_k["estimate"].tolist()
     [0.5, nan, 0.5, nan]
     """
-    labels, n, k, _ = _train(split, group)
-    ks_arr = validate_ks(ks)
+    labels, n, k, _, ks_arr = _train(split, group, ks)
     passk = np.asarray(unbiased_pass_at_k(n[:, None], k[:, None], ks_arr[None, :]), dtype=float)
     return _assemble("unbiased_estimator", labels, k, np.full(n.size, np.nan), passk, ks_arr)
 
@@ -314,8 +312,7 @@ def beta_binomial_mle(
     >>> pred.rescued_fraction.loc["all", ["low", "high"]].notna().all()
     np.True_
     """
-    labels, n, k, n_test = _train(split, group)
-    ks_arr = validate_ks(ks)
+    labels, n, k, n_test, ks_arr = _train(split, group, ks)
     rng = np.random.default_rng(random_seed)
     rescue = np.zeros(n.size)
     passk = np.zeros((n.size, ks_arr.size))
@@ -399,8 +396,7 @@ def power_law(
     >>> bool(0 < pred.pass_at_k["estimate"].iloc[0] < 1)
     True
     """
-    labels, n, k, n_test = _train(split, group)
-    ks_arr = validate_ks(ks)
+    labels, n, k, n_test, ks_arr = _train(split, group, ks)
     fail = k == 0
     frac_est: dict[str, float] = {}
     passk_est: dict[str, np.ndarray] = {}
@@ -470,8 +466,7 @@ def bayes_at_n(
     >>> bayes_at_n(split, [100], group=None, n_draws=50, random_seed=0).rescue_prob
     array([0.89108911])
     """
-    labels, n, k, n_test = _train(split, group)
-    ks_arr = validate_ks(ks)
+    labels, n, k, n_test, ks_arr = _train(split, group, ks)
     rng = np.random.default_rng(random_seed)
     rescue = np.asarray(expected_gain(k, n, n_test, 0.0, 1.0, 1.0), dtype=float)
     passk = np.asarray(pass_at_k_fresh(k[:, None], n[:, None], ks_arr[None, :], 0.0, 1.0, 1.0))

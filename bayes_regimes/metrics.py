@@ -196,12 +196,8 @@ def expected_calibration_error(y: npt.ArrayLike, p: npt.ArrayLike, bins: int = 1
 
     Parameters
     ----------
-    y : array-like of {0, 1}
-        Binary outcomes.
-    p : array-like of float in [0, 1]
-        Predicted probabilities.
-    bins : int, default 10
-        Number of equal-width bins.
+    y, p, bins
+        Outcomes, predicted probabilities and bin count, as in :func:`reliability_table`.
 
     Returns
     -------

@@ -13,8 +13,12 @@ Order
     :meth:`RolloutData.from_rollouts` (or ``from_counts``) on the rows of the files
     concatenated in that order, hive partition columns appended as typed columns
     (what ``pyarrow.dataset.dataset(files, partitioning="hive").to_table()`` gives).
+Threads
+    ``threads`` files are decoded ahead, each by a thread streaming its batches into
+    a short queue (pyarrow decodes without the GIL), while the calling thread reduces
+    the batches in scan order; errors therefore still come in scan order.
 Memory
-    Bounded by the batch size, the scanner's read-ahead and the number of cells, not
+    Bounded by the batch size, the read-ahead queues and the number of cells, not
     by the number of rows. Only the optional ``sample=`` check grows with the rows:
     one bit per (cell, distinct sample value), ``rows / 8`` bytes when samples are
     numbered ``0 .. n-1`` in every cell.
@@ -47,10 +51,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
-import sys
-import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
@@ -63,7 +67,15 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from bayes_regimes._streaming import NO_POS, POS_SHIFT, Plan, Reducer, merge_spec
+from bayes_regimes._keyindex import read_ahead
+from bayes_regimes._streaming import (
+    NO_POS,
+    POS_SHIFT,
+    Plan,
+    Reducer,
+    merge_spec,
+    progress_ticker,
+)
 from bayes_regimes.data import (
     _RESERVED,
     RolloutData,
@@ -286,54 +298,38 @@ def _columns(src: _Source, plan: Plan) -> list:
     return list(dict.fromkeys(c for c in wanted if c is not None and c not in skip))
 
 
-def _progress(progress: Any, total: int) -> Callable[[int], None]:
-    """A function taking the rows done so far (tqdm bar, stderr lines, or a callback)."""
-    if callable(progress):
-        return lambda done: progress(done, total)
-    if not progress:
-        return lambda done: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        last = [time.perf_counter()]
-
-        def report(done: int) -> None:
-            now = time.perf_counter()
-            if now - last[0] > 2 or done == total:
-                last[0] = now
-                print(f"[bayes-regimes] reduced {done:,} / {total:,} rows", file=sys.stderr)
-
-        return report
-    bar = tqdm(total=total, unit="row", unit_scale=True, desc="reducing", leave=False)
-
-    def advance(done: int) -> None:
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return advance
-
-
-def _scan(src: _Source, plan: Plan, files: Sequence[int] | None, batch_size: int, tick) -> Reducer:
+def _scan(
+    src: _Source, plan: Plan, files: Sequence[int] | None, batch_size: int, tick, workers: int = 2
+) -> Reducer:
     """Stream the given files (all by default) through one Reducer, in scan order.
 
-    Files are scanned one at a time: the dataset-wide scanner of pyarrow keeps reading
-    ahead across files while the consumer is slower, so its memory grows with the
-    number of files; one file at a time keeps it flat at the same speed.
+    ``workers`` threads decode files ahead (:func:`read_ahead`: each streams its file's
+    batches into a short queue) while this thread reduces them in order. Not pyarrow's
+    dataset-wide scanner: it keeps reading ahead across files while the consumer is
+    slower, so its memory grows with the number of files; these queues stay bounded.
     """
     dataset = src.dataset(plan, files)
     columns = _columns(src, plan)
     reducer = Reducer(plan, src.locate, src.rows_matching)
     index = {path: i for i, path in enumerate(src.files)}
-    done = 0
-    for fragment in dataset.get_fragments():
+
+    def stream(fragment: ds.Fragment) -> tuple:
         consts = ds.get_partition_keys(fragment.partition_expression)
-        consts = {c: consts.get(c) for c in src.parts}
-        base = index[fragment.path] << POS_SHIFT
-        batches = fragment.to_batches(
-            schema=dataset.schema, columns=columns, batch_size=batch_size, batch_readahead=2
+        opened = functools.partial(
+            fragment.to_batches,
+            schema=dataset.schema,
+            columns=columns,
+            batch_size=batch_size,
+            batch_readahead=2,
         )
-        for batch in batches:
+        return ({c: consts.get(c) for c in src.parts}, index[fragment.path] << POS_SHIFT), opened
+
+    done, last = 0, None
+    streams = map(stream, dataset.get_fragments())
+    with contextlib.closing(read_ahead(streams, workers)) as batches:  # stops the threads
+        for (consts, start), batch in batches:
+            if start != last:  # a new file: its row positions start at file << POS_SHIFT
+                base, last = start, start
             reducer.add(batch, consts, base)
             base += batch.num_rows
             done += batch.num_rows
@@ -459,6 +455,7 @@ def reduce_rollouts(
     duplicates: Literal["error", "sum"] = "error",
     client: Any = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int = 2,
     progress: bool | Callable[[int, int], None] = True,
     partitioning: Any = "hive",
     storage_options: dict | None = None,
@@ -482,6 +479,10 @@ def reduce_rollouts(
         ``"tcp://10.0.0.1:8786"``). Every worker must reach the files.
     batch_size : int
         Rows per Arrow batch; memory grows with it, not with the number of rows.
+    threads : int
+        Files decoded ahead, each by its own thread, while the calling thread reduces
+        the batches in scan order (at most ``2 * threads`` batches wait in memory);
+        ``0`` reads in the calling thread. The result does not depend on it.
     progress : bool or callable
         ``True`` shows a tqdm bar (stderr lines without tqdm); a callable is called as
         ``progress(rows_done, rows_total)`` after each batch.
@@ -515,14 +516,16 @@ def reduce_rollouts(
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise DataError(f"threads must be a non-negative integer, got {threads!r}")
     src = _resolve(source, partitioning, storage_options)
     plan = _make_plan(
         src.schema, problem, n, k, correct, group, condition, sample, features, duplicates
     )
     total = src.dataset().count_rows() if progress else 0
-    tick = _progress(progress, total)
+    tick = progress_ticker(progress, total)
     if client is None:
-        reducer = _scan(src, plan, None, int(batch_size), tick)
+        reducer = _scan(src, plan, None, int(batch_size), tick, int(threads))
         uniques, codes, stats = reducer.result()
         uniques = [
             _typed(values, src, name) for values, name in zip(uniques, plan.keys, strict=True)

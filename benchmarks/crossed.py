@@ -4,7 +4,7 @@ Parts (``--part``, default all):
 
 ``scale``
     A simulated suite of 50 models x 500 problems x 10 samples fitted with NUTS
-    (nutpie, 2 chains x 1000 draws after 1000 tuning steps): wall time, diagnostics,
+    (nutpie, 4 chains x 1000 draws after 1000 tuning steps): wall time, diagnostics,
     recovery of the truth, query times.
 ``vi``
     Mean-field and full-rank ADVI on the same suite: time, their own checks (ELBO,
@@ -62,7 +62,7 @@ from bayes_regimes import RegimeModel, RolloutData  # noqa: E402
 from bayes_regimes.metrics import auroc, brier, expected_calibration_error  # noqa: E402
 from bayes_regimes.models.crossed_tools import heldout_method, simulate_crossed  # noqa: E402
 
-NUTS = {"draws": 1000, "tune": 1000, "chains": 2, "progressbar": False}
+NUTS = {"draws": 1000, "tune": 1000, "chains": 4, "progressbar": False}
 
 
 # -- scale ----------------------------------------------------------------------------------
@@ -115,7 +115,8 @@ def _scale_report(model, seconds, loads, rec=None, times=None) -> dict:
     centre = dict(zip(("abilities", "difficulties"), model.centering, strict=True))
     result = {
         "suite": "simulated: 50 models x 500 problems x 10 samples (25,000 cells)",
-        "sampler": "nutpie, 2 chains, 1000 tune + 1000 draws, target_accept 0.95, low-rank mass",
+        "sampler": f"nutpie, {NUTS['chains']} chains, 1000 tune + 1000 draws, target_accept 0.95, "
+        "low-rank mass",
         "centered": centre,
         "fit_seconds": seconds,
         "load_average_at_start": loads[0],
@@ -129,7 +130,8 @@ def _scale_report(model, seconds, loads, rec=None, times=None) -> dict:
     md = [
         "# Crossed model at scale: 50 models x 500 problems x 10 samples",
         "",
-        f"Fit (NUTS, nutpie, 2 chains x 1000 + 1000, centred {centre}): **{seconds:.0f} s** "
+        f"Fit (NUTS, nutpie, {NUTS['chains']} chains x 1000 + 1000, centred {centre}): "
+        f"**{seconds:.0f} s** "
         f"wall on 2 cores (load average at start {loads[0]}, after the fit {loads[1]}: "
         "other jobs shared the two cores, so this is pessimistic).",
         "",
@@ -140,7 +142,7 @@ def _scale_report(model, seconds, loads, rec=None, times=None) -> dict:
         md += ["## Recovery of the simulation truth", ""]
         md += [markdown_table([rec], {k: k for k in rec})]
     if times is not None:
-        md += ["", "## Query times (2,000 draws)", ""]
+        md += ["", f"## Query times ({NUTS['chains'] * NUTS['draws']:,} draws)", ""]
         md += [markdown_table([times], {k: f"{k} (s)" for k in times})]
     else:
         md += ["(recovery and query times not measured yet)"]
@@ -168,6 +170,8 @@ def part_scale(args) -> dict:
         first = _scale_report(model, seconds, loads)
         info = machine_info()
         write_results("crossed_scale", {"machine": info, **first["result"]}, first["markdown"])
+        if not args.queries:  # fit only; `--resume` times the queries later
+            return first
     with quiet_warnings():
         times, values = query_times(model, args.queries)
         rec = recovery(model, sim, values.get("regimes"))
@@ -623,6 +627,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("scale", "vi", "monkeys", "all"), default="all")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--chains", type=int, default=4, help="scale: NUTS chains")
     parser.add_argument("--new-cell-seeds", type=int, default=1)
     parser.add_argument("--explore-seeds", type=int, default=1)
     parser.add_argument("--variants", nargs="*", help="monkeys: only these variant names")
@@ -630,11 +635,12 @@ def main(argv=None) -> int:
     parser.add_argument("--vi-draws", type=int, default=500)
     parser.add_argument("--vi-max-minutes", type=float, default=30.0)
     parser.add_argument("--ref-wait", type=float, default=0.0, help="seconds to wait (vi)")
-    parser.add_argument("--queries", nargs="+", choices=list(QUERIES), default=list(QUERIES))
+    parser.add_argument("--queries", nargs="*", choices=list(QUERIES), default=list(QUERIES))
     parser.add_argument("--resume", action="store_true", help="--part scale: reuse the saved fit")
     parser.add_argument("--vi-methods", nargs="+", default=["advi", "fullrank_advi"])
     parser.add_argument("--tmp", type=Path, default=Path("/tmp/bayes_regimes_crossed"))
     args = parser.parse_args(argv)
+    NUTS["chains"] = args.chains
     args.tmp.mkdir(parents=True, exist_ok=True)
     parts = ("scale", "vi", "monkeys") if args.part == "all" else (args.part,)
     for part in parts:

@@ -11,7 +11,8 @@ size the script measures, in one run:
 * ``bare scan``: ``pyarrow.dataset`` reading and decoding the columns the reduction
   reads (``problem_id``, ``correct``; the hive ``model`` column comes from the paths),
   with the same read options, batches discarded; the physical limit of one pass;
-* ``reduce``: :func:`bayes_regimes.reduce.reduce_rollouts` to per-cell counts;
+* ``reduce``: :func:`bayes_regimes.reduce.reduce_rollouts` to per-cell counts, with
+  ``--threads`` read-ahead threads decoding files while the calling thread reduces;
 * ``reduce + sample``: the same with the repeated-sample check (reads ``sample`` too;
   its bare scan reads that column as well);
 * peak memory (``VmHWM``) of one reduction and of one bare scan, each in a fresh
@@ -19,9 +20,11 @@ size the script measures, in one run:
 * Dask ``LocalCluster`` (2 workers x 1 thread) against single-process on the same data.
 
 Each timing is the best of ``--repeat`` runs, bare scan and reduction interleaved, with a
-warm page cache. Command (about 15 minutes on 2 busy cores)::
+warm page cache; ``ratio`` divides the best times, ``median paired ratio`` is the median
+over the back-to-back (bare scan, reduction) pairs, steadier when other jobs share the
+machine. Command (about 5 minutes on 2 busy cores)::
 
-    .venv/bin/python benchmarks/reduce.py --rows 1e7 1e8 --repeat 3 --dask-rows 1e7 1e8
+    nice -n 10 .venv/bin/python benchmarks/reduce.py --rows 1e7 1e8 --repeat 7 --dask-rows 1e7 1e8
 
 Results go to ``benchmarks/results/reduce.json`` and ``reduce.md``.
 """
@@ -136,26 +139,42 @@ def baseline_rss() -> float:
     return peak_rss(Path("."), False, 1, "import")
 
 
-def time_pair(folder: Path, sample: bool, batch: int, repeat: int) -> tuple[float, float, int]:
-    """Best-of-``repeat`` seconds of the bare scan and of the reduction, interleaved."""
+def time_pair(folder: Path, sample: bool, batch: int, repeat: int, threads: int = 2) -> dict:
+    """Bare scan and reduction, interleaved ``repeat`` times: best wall seconds of each,
+    the median ratio of the back-to-back pairs (steadier than best-of on a busy machine)
+    and the least CPU seconds (all threads) of each."""
     from bayes_regimes.reduce import reduce_rollouts
 
     cols = ["problem_id", "correct"] + (["sample"] if sample else [])
-    bare, red, rollouts = [], [], 0
+    wall: dict[str, list] = {"bare": [], "reduce": []}
+    cpu: dict[str, list] = {"bare": [], "reduce": []}
+    rollouts = 0
     for _ in range(repeat):
-        bare.append(bare_scan(folder, cols, batch))
-        t0 = time.perf_counter()
+        c0 = time.process_time()
+        wall["bare"].append(bare_scan(folder, cols, batch))
+        cpu["bare"].append(time.process_time() - c0)
+        c0, t0 = time.process_time(), time.perf_counter()
         data = reduce_rollouts(
             str(folder),
             group="model",
             sample="sample" if sample else None,
             features=[],
             batch_size=batch,
+            threads=threads,
             progress=False,
         )
-        red.append(time.perf_counter() - t0)
+        wall["reduce"].append(time.perf_counter() - t0)
+        cpu["reduce"].append(time.process_time() - c0)
         rollouts = data.n_rollouts
-    return min(bare), min(red), rollouts
+    paired = np.median(np.array(wall["bare"]) / np.array(wall["reduce"]))
+    return {
+        "bare": min(wall["bare"]),
+        "reduce": min(wall["reduce"]),
+        "rollouts": rollouts,
+        "paired": float(paired),
+        "bare_cpu": min(cpu["bare"]),
+        "reduce_cpu": min(cpu["reduce"]),
+    }
 
 
 def dask_run(folder: Path, batch: int, repeat: int) -> dict:
@@ -189,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rows", type=float, nargs="+", default=[1e7, 1e8])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1 << 20)
+    parser.add_argument("--threads", type=int, default=2, help="read-ahead threads of reduce")
     parser.add_argument("--dir", default="/tmp/bayes_regimes_reduce_bench")
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument(
@@ -203,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "machine": machine_info(packages),
         "batch_size": args.batch_size,
+        "threads": args.threads,
         "baseline_rss_mb": baseline_rss(),
         "sizes": [],
     }
@@ -211,16 +232,21 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         info = generate(folder, rows)
         print(f"data {rows:.0e}: {info} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        entry = dict(info)
+        entry = dict(info, load_average=load_average())
         for label, sample in (("reduce", False), ("reduce+sample", True)):
-            bare, best, rollouts = time_pair(folder, sample, args.batch_size, args.repeat)
-            assert rollouts == rows
+            timed = time_pair(folder, sample, args.batch_size, args.repeat, args.threads)
+            bare, best, paired = timed["bare"], timed["reduce"], timed["paired"]
+            assert timed["rollouts"] == rows
             entry[label] = {
                 "bare_scan_s": bare,
                 "bare_rows_per_s": rows / bare,
                 "reduce_s": best,
                 "reduce_rows_per_s": rows / best,
                 "ratio": bare / best,
+                "median_paired_ratio": paired,
+                "bare_cpu_s": timed["bare_cpu"],
+                "reduce_cpu_s": timed["reduce_cpu"],
+                "cpu_ratio": timed["bare_cpu"] / timed["reduce_cpu"],
                 "peak_rss_mb": peak_rss(folder, sample, args.batch_size, "reduce"),
                 "bare_peak_rss_mb": peak_rss(folder, sample, args.batch_size, "bare"),
             }
@@ -258,11 +284,13 @@ def write(results: dict, out: Path) -> None:
         f"{m['cpu']}, {m['cpu_count']} CPUs, Python {m['python']}, "
         f"pyarrow {m['packages']['pyarrow']}; load average {m['load_average_start']} at the "
         f"start, {m.get('load_average_end')} at the end (other jobs shared the machine); "
-        f"batch size {results['batch_size']:,} rows; best of repeated runs, warm page cache.",
+        f"batch size {results['batch_size']:,} rows; {results.get('threads', 0)} read-ahead "
+        "threads; best of repeated runs, warm page cache.",
         "",
         "| rows | files | Parquet MB | cells | samples/cell | columns read | bare scan (rows/s) "
-        "| reduce (rows/s) | ratio | peak RSS reduce / bare scan (MiB) |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| reduce (rows/s) | ratio | median paired ratio | CPU s bare / reduce (ratio) "
+        "| peak RSS reduce / bare scan (MiB) | load average |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for e in results["sizes"]:
         for label in ("reduce", "reduce+sample"):
@@ -272,7 +300,10 @@ def write(results: dict, out: Path) -> None:
                 f"| {e['rows']:.0e} | {e['files']} | {e['bytes'] / 1e6:.0f} | {e['cells']:,} | "
                 f"{e['samples_per_cell']} | {cols} | {r['bare_rows_per_s']:.3g} | "
                 f"{r['reduce_rows_per_s']:.3g} | {r['ratio']:.2f} | "
-                f"{r['peak_rss_mb']:.0f} / {r['bare_peak_rss_mb']:.0f} |"
+                f"{r['median_paired_ratio']:.2f} | "
+                f"{r['bare_cpu_s']:.2f} / {r['reduce_cpu_s']:.2f} ({r['cpu_ratio']:.2f}) | "
+                f"{r['peak_rss_mb']:.0f} / {r['bare_peak_rss_mb']:.0f} | "
+                f"{', '.join(f'{x:.2f}' for x in e.get('load_average') or [])} |"
             )
     lines += [
         "",

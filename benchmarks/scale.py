@@ -31,6 +31,8 @@ Commands::
         # --update keeps the other sections of results/scale.json and rewrites scale.md
 
 Output: ``benchmarks/results/scale.json`` (keyed by measurement) and ``scale.md``.
+Code: the timed fits and the naive model are in ``scale_models.py``, the markdown in
+``scale_report.py``.
 """
 
 from __future__ import annotations
@@ -49,28 +51,46 @@ import numpy as np
 from _common import (
     RESULTS_DIR,
     emit_result,
-    fmt,
     gpu_info,
     load_average,
     machine_info,
-    markdown_table,
     peak_rss_mb,
     quiet_warnings,
     run_worker,
     timed,
     write_results,
 )
+from scale_models import (
+    N_FIXED,
+    ess_comparison,
+    fit_record,
+    naive_model,
+    simulate_counts,
+)
+from scale_report import QUERY_LIMIT_S, render_markdown
 from scipy.special import logsumexp
 
-from bayes_regimes import RegimeModel, RolloutData, simulate_benchmark
-from bayes_regimes.diagnostics import RHAT_MAX, check_posterior
-from bayes_regimes.models.regime import DEFAULT_PRIORS
+from bayes_regimes import RegimeModel, RolloutData
+from bayes_regimes.diagnostics import RHAT_MAX
 
-N_FIXED = 20
+__all__ = [
+    "QUERY_LIMIT_S",
+    "RATIO_LIMIT",
+    "VARIED_N",
+    "backend_runs",
+    "ess_comparison",
+    "fit_record",
+    "main",
+    "naive_model",
+    "query_times",
+    "render_markdown",
+    "scale_fits",
+    "simulate_counts",
+    "worker_main",
+]
+
 VARIED_N = (10, 20, 50, 100)
 RATIO_LIMIT = 2.0
-QUERY_LIMIT_S = 3.0
-HYPER = ["mu", "kappa"]
 PACKAGES = ("bayes-regimes", "pymc", "nutpie", "numpyro", "jax", "arviz", "numpy", "pytensor")
 FULL = dict(
     sizes=[10**3, 10**4, 10**5, 10**6],
@@ -94,80 +114,6 @@ QUICK = dict(
     backend_sizes=[10**3],
     out="scale_quick",
 )
-
-
-# -- data and one fit ----------------------------------------------------------------------
-def simulate_counts(n_problems: int, n: int | Sequence[int] = N_FIXED, seed: int = 0):
-    """Counts of a simulated benchmark; ``n`` a fixed count or choices drawn per problem.
-
-    Examples
-    --------
-    >>> simulate_counts(5, n=(10, 20), seed=1)["n"].isin([10, 20]).all()
-    np.True_
-    """
-    if not np.isscalar(n):
-        n = np.random.default_rng([seed, 7]).choice(np.asarray(n), size=n_problems)
-    return simulate_benchmark(n_problems=n_problems, n=n, random_seed=seed).counts
-
-
-def fit_record(
-    data: RolloutData,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int,
-    sampler: str = "nutpie",
-    structural: bool = True,
-) -> tuple[dict, RegimeModel]:
-    """Fit once and time its stages.
-
-    ``compile_s`` is the time of the ``pm.sample`` call less the sampler's own
-    ``sampling_time`` (compilation and sampler set-up); ``assemble_s`` builds the
-    DataTree (per-pattern log-likelihood, per-cell ``cells`` group).
-    """
-    model = RegimeModel(data, structural=structural, slab="beta")  # mu, kappa: section 2
-    stages: dict[str, float] = {}
-
-    def wrap(name: str):
-        inner = getattr(model, name)
-
-        def run(*args, **kwargs):
-            out, s = timed(inner, *args, **kwargs)
-            stages.setdefault(name, s)
-            return out
-
-        setattr(model, name, run)
-
-    for name in ("build_model", "_assemble", "diagnostics"):
-        wrap(name)
-    with quiet_warnings():  # diagnostics are recorded below, never hidden
-        _, fit_s = timed(
-            model.fit,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=seed,
-            sampler=sampler,
-            progressbar=False,
-        )
-    sampling = model.idata["posterior"].attrs.get("sampling_time")
-    sample_call = fit_s - sum(stages.values())
-    diag = model.diagnostics().summary()
-    record = {
-        "problems": data.n_cells,
-        "patterns": data.patterns().n_patterns,
-        "sampler": sampler,
-        "fit_s": fit_s,
-        "build_s": stages.get("build_model"),
-        "compile_s": None if sampling is None else sample_call - float(sampling),
-        "sampling_s": None if sampling is None else float(sampling),
-        "assemble_s": stages.get("_assemble"),
-        "diagnostics_s": stages.get("diagnostics"),
-        **{k: diag[k] for k in ("ok", "max_r_hat", "min_ess_bulk", "divergences")},
-        "diagnostic_problems": diag["problems"],
-    }
-    return record, model
 
 
 # -- 1. scale ----------------------------------------------------------------------------
@@ -225,107 +171,6 @@ def scale_fits(
 def _with_patterns(data: RolloutData) -> RolloutData:
     data.patterns()  # cached on the object: part of the data build
     return data
-
-
-# -- 2. naive model -------------------------------------------------------------------------
-def naive_model(n: np.ndarray, k: np.ndarray, priors: dict | None = None):
-    """The model a user would write: one latent p_i per problem, binomial likelihood.
-
-    The hyper-priors are RegimeModel's (``DEFAULT_PRIORS``), so it is the plain
-    (``structural=False``) RegimeModel with p_i sampled instead of integrated out.
-    """
-    import pymc as pm
-    import pytensor.tensor as pt
-
-    pr = {**DEFAULT_PRIORS, **(priors or {})}
-    with pm.Model(coords={"problem": np.arange(len(n))}) as model:
-        logit_mu = pm.Normal("logit_mu", *pr["logit_mu"])
-        log_kappa = pm.Normal("log_kappa", *pr["log_kappa"])
-        mu = pm.Deterministic("mu", pm.math.sigmoid(logit_mu))
-        kappa = pm.Deterministic("kappa", pt.exp(log_kappa))
-        p = pm.Beta("p", mu * kappa, (1 - mu) * kappa, dims="problem")
-        pm.Binomial("k", n=n, p=p, observed=k, dims="problem")
-    return model
-
-
-def _ess_row(method: str, posterior, stats, fit_s: float, sampling_s) -> dict:
-    rep = check_posterior(
-        posterior[HYPER], diverging=stats["diverging"].values, energy=stats["energy"].values
-    )
-    ess = float(rep.table["ess_bulk"].min())
-    return {
-        "method": method,
-        "fit_s": fit_s,
-        "sampling_s": sampling_s,
-        "min_ess_bulk": ess,
-        "ess_per_s_wall": ess / fit_s,
-        "ess_per_s_sampling": ess / sampling_s if sampling_s else None,
-        "max_r_hat": float(rep.table["r_hat"].max()),
-        "divergences": rep.divergences,
-        "ok": rep.ok,
-    }
-
-
-def ess_comparison(
-    n_problems: int,
-    *,
-    n: int = N_FIXED,
-    draws: int,
-    tune: int,
-    chains: int,
-    seed: int = 0,
-    variants: Sequence[str] = ("plain", "zero_inflated"),
-) -> dict:
-    """ESS per second of the naive per-problem model against RegimeModel variants."""
-    import pymc as pm
-
-    counts = simulate_counts(n_problems, n, seed)
-    data = RolloutData.from_counts(counts)
-    rows = []
-
-    def run_naive():
-        with naive_model(counts["n"].to_numpy(), counts["k"].to_numpy()), quiet_warnings():
-            return pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=min(chains, 2),
-                random_seed=seed,
-                nuts_sampler="nutpie",
-                nuts={"target_accept": 0.95},  # RegimeModel's default
-                progressbar=False,
-                compute_convergence_checks=False,
-            )
-
-    dt, fit_s = timed(run_naive)
-    post = dt["posterior"].to_dataset()
-    sampling = post.attrs.get("sampling_time")
-    naive = _ess_row("naive (latent p_i)", post, dt["sample_stats"], fit_s, sampling)
-    rows.append(naive)
-    print(f"  naive model: {fit_s:.1f} s", flush=True)
-    ratios = {}
-    for variant in variants:
-        structural = {"plain": False, "zero_inflated": True}[variant]
-        rec, model = fit_record(
-            data, draws=draws, tune=tune, chains=chains, seed=seed, structural=structural
-        )
-        row = _ess_row(
-            f"RegimeModel {variant}",
-            model.posterior,
-            model.idata["sample_stats"].to_dataset(),
-            rec["fit_s"],
-            rec["sampling_s"],
-        )
-        rows.append(row)
-        ratios[variant] = {
-            "wall": row["ess_per_s_wall"] / naive["ess_per_s_wall"],
-            "sampling": (
-                row["ess_per_s_sampling"] / naive["ess_per_s_sampling"]
-                if row["ess_per_s_sampling"] and naive["ess_per_s_sampling"]
-                else None
-            ),
-        }
-    return {"problems": n_problems, "n": n, "methods": rows, "ratio_vs_naive": ratios}
 
 
 # -- 3. queries ------------------------------------------------------------------------------
@@ -438,162 +283,6 @@ def backend_runs(
             rows.append(rec)
             print(f"  backend: {sampler:8s} {size:>9,} problems  fit {rec['fit_s']:.2f} s")
     return {"runs": rows, "accelerator": gpu_info()}
-
-
-# -- report -----------------------------------------------------------------------------------
-def _flag(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def _table(rows: Sequence[dict], columns: dict[str, str]) -> str:
-    """markdown_table with R-hat shown to three decimals (1.004, not 1)."""
-    shown = [
-        r | ({"max_r_hat": f"{r['max_r_hat']:.3f}"} if r.get("max_r_hat") is not None else {})
-        for r in rows
-    ]
-    return markdown_table(shown, columns)
-
-
-def render_markdown(results: dict) -> str:
-    """The markdown report of whatever measurements ``results`` holds."""
-    s, mach = results["settings"], results["machine"]
-    lines = [
-        "# Speed and scale (`benchmarks/scale.py`)",
-        "",
-        f"Machine: {mach['cpu']}, {mach['cpu_count']} cores, {mach['memory_gib']} GiB RAM; "
-        f"accelerator: {mach['accelerator']}. Load average (1/5/15 min) at start "
-        f"{mach['load_average_start']}, at end {mach.get('load_average_end')}: other "
-        "processes (other fits) may have been running, so times are noisy.",
-        f"Settings: draws={s['draws']}, tune={s['tune']}, chains={s['chains']} "
-        f"(target_accept 0.95), simulate_benchmark(pi=0.3, mu=0.2, kappa=2), seed {s['seed']}. "
-        f"Command: `{s['command']}`",
-    ]
-    if "scale" in results:
-        sc = results["scale"]
-        cols = {
-            "problems": "problems",
-            "patterns": "patterns",
-            "data_s": "data build s",
-            "fit_s": "fit s",
-            "compile_s": "compile s",
-            "sampling_s": "sampling s",
-            "assemble_s": "assemble s",
-            "max_r_hat": "max R-hat",
-            "min_ess_bulk": "min ESS bulk",
-            "divergences": "divergences",
-        }
-        lines += [
-            "",
-            f"## 1. Fit time against problems (nutpie, n = {sc['n']}, median of "
-            f"{s['repeats']} fit(s))",
-            "",
-            _table(sc["sizes"], cols),
-            "",
-            f"Fit time largest / smallest: **{sc['ratio_fit']:.2f}x** (limit "
-            f"{sc['ratio_limit']:.0f}x; data build + fit: {sc['ratio_data_plus_fit']:.2f}x); "
-            f"R-hat <= {RHAT_MAX} at every size: {sc['rhat_ok']}. **{_flag(sc['pass'])}**",
-            "",
-            "compile = the `pm.sample` call less nutpie's own `sampling_time` (numba "
-            "compilation and sampler set-up); assemble = per-pattern log-likelihood and "
-            "the DataTree, with its per-cell `cells` group; data build = "
-            "`RolloutData.from_counts` + patterns (not part of fit s).",
-        ]
-    if "naive_vs_collapsed" in results:
-        nv = results["naive_vs_collapsed"]
-        cols = {
-            "method": "method",
-            "fit_s": "wall s",
-            "sampling_s": "sampling s",
-            "min_ess_bulk": "min ESS bulk (mu, kappa)",
-            "ess_per_s_wall": "ESS/s (wall)",
-            "ess_per_s_sampling": "ESS/s (sampling)",
-            "max_r_hat": "max R-hat",
-            "divergences": "divergences",
-        }
-        ratios = "; ".join(
-            f"{v}: {fmt(r['wall'])}x per wall second"
-            + (f", {fmt(r['sampling'])}x per sampling second" if r["sampling"] else "")
-            for v, r in nv["ratio_vs_naive"].items()
-        )
-        lines += [
-            "",
-            f"## 2. Naive per-problem model vs RegimeModel ({nv['problems']:,} problems, "
-            f"n = {nv['n']}, nutpie)",
-            "",
-            _table(nv["methods"], cols),
-            "",
-            f"ESS/s of RegimeModel over the naive model: {ratios}.",
-        ]
-    if "queries" in results:
-        qs = results["queries"]
-        variants = list(qs)
-        rows = [
-            {"query": name}
-            | {v: qs[v]["queries"][name]["seconds"] for v in variants}
-            | {f"{v} cpu": qs[v]["queries"][name]["cpu_seconds"] for v in variants}
-            for name in qs[variants[0]]["queries"]
-        ]
-        header = (
-            {"query": "query"}
-            | {
-                v: f"{v}: {qs[v]['cells']:,} cells, {qs[v]['patterns']} patterns, s"
-                for v in variants
-            }
-            | {f"{v} cpu": f"{v}: CPU s" for v in variants}
-        )
-        ok = all(q["pass"] for q in qs.values())
-        worst_cpu = max(v["cpu_seconds"] for q in qs.values() for v in q["queries"].values())
-        loads = "; ".join(
-            f"{v}: {q['load_average'][0]} at start, {q['load_average'][1]} at end"
-            for v, q in qs.items()
-            if q.get("load_average")
-        )
-        when = results.get("queries_run", {})
-        lines += [
-            "",
-            "## 3. Posterior queries",
-            "",
-            markdown_table(rows, header),
-            "",
-            f"Wall time is the best of {qs[variants[0]]['repeats']} call(s); CPU s is the "
-            "process CPU time of that call. Slowest query: "
-            f"{max(q['max_s'] for q in qs.values()):.2f} s wall, {worst_cpu:.2f} s CPU "
-            f"(limit {QUERY_LIMIT_S:.0f} s). Wall time: **{_flag(ok)}**; CPU time: "
-            f"**{_flag(worst_cpu <= QUERY_LIMIT_S)}** (wall time exceeds CPU time when other "
-            "processes compete for the cores: see the load averages).",
-        ]
-        if loads:
-            lines += [
-                "",
-                f"Load average (1/5/15 min) during the queries: {loads}"
-                + (f" (run {when['date']}: `{when['command']}`)." if when else "."),
-            ]
-    if "backends" in results:
-        cols = {
-            "sampler": "sampler",
-            "device": "device",
-            "problems": "problems",
-            "fit_s": "fit s",
-            "sampling_s": "sampling s",
-            "peak_rss_mb": "peak RSS MiB",
-            "rss_data_mb": "RSS before fit MiB",
-            "fit_rss_mb": "fit adds MiB",
-            "max_r_hat": "max R-hat",
-            "divergences": "divergences",
-        }
-        lines += [
-            "",
-            "## 4. Backends (a fresh subprocess per run, cold start; peak RSS = VmHWM)",
-            "",
-            _table(results["backends"]["runs"], cols),
-            "",
-            "Each run is a fresh process, so fit s includes one-off start-up (numba / JAX "
-            "initialisation) that section 1's warm fits do not; numpyro's sampling time "
-            "includes JAX's JIT compilation. fit adds = peak less the RSS after imports "
-            f"and data. Accelerator: {results['backends']['accelerator']} (JAX ran on the "
-            "CPU when none).",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

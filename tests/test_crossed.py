@@ -148,6 +148,83 @@ def test_structural_weight_matches_enumeration(fitted):
             assert np.allclose(got, truth, rtol=1e-8, atol=1e-12)
 
 
+def _reference_hyper(model, dr):
+    """(pi, a, b) of every cell by the direct log-space formulas (the implementation
+    before the linear-space speed-up): each cell's node log-likelihood, summed per
+    problem, the cell's own term subtracted, softmax over the nodes."""
+    x, w = gauss_hermite(PROPENSITY_NODES)
+    i, m, c = model._problem, model._model, model._condition
+    eta = dr["ability"][:, m] - dr["difficulty"][:, i] + dr["condition"][:, c]
+    a, b = slab_shapes(eta, dr["kappa"][:, m], model.config["slab"])
+    logit = dr["gamma"][:, None, None] + dr["propensity_sd"][:, None, None] * x
+    logit = logit + dr["u"][:, m][..., None]
+    slab = cf.zibb_logpmf(model._k, model._n, 0.0, a, b)[..., None]
+    zero = (model._k == 0)[None, :, None]
+    own = np.where(
+        zero, np.logaddexp(-np.logaddexp(0, -logit), -np.logaddexp(0, logit) + slab), 0.0
+    )
+    own = np.where(zero, own, -np.logaddexp(0, logit) + slab)
+    per_problem = np.zeros((own.shape[0], len(model.problems), len(x)))
+    np.add.at(per_problem, (slice(None), i), own)
+    log_q = per_problem[:, i] - own + np.log(w)
+    pi = np.sum(np.exp(log_q - logsumexp(log_q, axis=-1, keepdims=True)) * expit(logit), -1)
+    return pi, a, b
+
+
+def test_fast_hyper_matches_log_space_reference(fitted):
+    """The cached linear-space leave-one-out pi equals the direct log-space formula,
+    also where node probabilities underflow (propensity_sd = 150: pi_j and 1 - pi_j
+    reach 0 at the outer nodes, so the log-space fallback runs), and repeated cells
+    (as the allocation asks for) give the same columns."""
+    dr = fitted._draws()
+    cells = np.arange(fitted.data.n_cells)
+    ref = _reference_hyper(fitted, dr)
+    got = fitted._cell_hyper(dr, cells, solved_pi=True)
+    for g, r in zip(got, ref, strict=True):
+        assert np.allclose(g, r, rtol=1e-10, atol=1e-300)
+    failed = fitted._k == 0
+    assert np.all(fitted._cell_hyper(dr, cells)[0][:, ~failed] == 0)
+    stressed = {key: v for key, v in dr.items() if key not in ("nodes", "problem_ll")}
+    stressed["propensity_sd"] = np.full_like(dr["propensity_sd"], 150.0)
+    fitted._propensity_cache(stressed)
+    assert np.any(stressed["nodes"]["pi_min"] == 0) and np.any(stressed["nodes"]["one_m_min"] == 0)
+    ref_pi = _reference_hyper(fitted, stressed)[0]
+    got_pi = fitted._cell_hyper(stressed, cells, solved_pi=True)[0]
+    assert np.allclose(got_pi, ref_pi, rtol=1e-9, atol=1e-300)
+    repeated = np.array([5, 3, 5, 5, 0, 3])
+    once = fitted._cell_hyper(dr, np.array([0, 3, 5]))
+    for g, r in zip(fitted._cell_hyper(dr, repeated), once, strict=True):
+        assert np.array_equal(g, r[:, [2, 1, 2, 2, 0, 1]])
+
+
+def test_queries_match_closed_form_slab(fitted):
+    """The queries on the fast slab equal those of closed_form's Beta slab on the same
+    hyper-parameter draws (pattern regimes, gains, pass@k, coverage, allocation)."""
+    from dataclasses import replace
+
+    from bayes_regimes import queries as q
+
+    fast = fitted.pattern_posterior()
+    ref = replace(fast, slab=None)
+    pairs = np.arange(len(fast.n)), np.full(len(fast.n), 100)
+    for got, want in [
+        (q.pattern_regimes(fast, 1e-3), q.pattern_regimes(ref, 1e-3)),
+        (q.pattern_gain(fast, *pairs, 0.89), q.pattern_gain(ref, *pairs, 0.89)),
+        (q.coverage_draws(fast), q.coverage_draws(ref)),
+    ]:
+        for g, w in zip(
+            *(v.to_numpy().T if isinstance(v, pd.DataFrame) else v for v in (got, want)),
+            strict=True,
+        ):
+            assert np.allclose(g, w, rtol=1e-9, atol=1e-13)
+    pk_fast, pk_ref = q.pass_at_k_all(fast, [1, 10, 1000]), q.pass_at_k_all(ref, [1, 10, 1000])
+    for key, value in pk_ref.items():
+        assert np.allclose(pk_fast[key], value, rtol=1e-9, atol=1e-13)
+    cp = fitted._patterns.cell_pattern
+    extra_fast = q.allocate_budget(fast, cp, 60)[0]
+    assert np.array_equal(extra_fast, q.allocate_budget(ref, cp, 60)[0])
+
+
 def test_queries_run_and_are_aligned(fitted, data):
     reg = fitted.regimes()
     assert len(reg) == data.n_cells

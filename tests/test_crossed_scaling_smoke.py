@@ -105,3 +105,18 @@ def test_script_runs_at_toy_size(tmp_path):
             assert run["max_r_hat"] >= 1 and run["leapfrog_steps"] > 0
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# Crossed model: fit time against the number of problems")
+
+
+@pytest.mark.slow  # compiles the model with JAX (a minute on a busy 2-core machine)
+def test_jax_gradients_script_times_the_gradient_and_writes_a_table(tmp_path):
+    pytest.importorskip("jax")
+    import jax_gradients
+
+    jax_gradients.main(
+        ["--sizes", "8", "--models", "2", "--repeats", "2"] + ["--out", str(tmp_path / "jg")]
+    )
+    results = json.loads((tmp_path / "jg.json").read_text())
+    (row,) = results["rows"]
+    assert row["cells"] == 16 and row["parameters"] > 8
+    assert row["one_chain_gradient_s"] > 0 and row["2_chains_gradient_s"] > 0
+    assert "| 8 | 16 |" in (tmp_path / "jg.md").read_text()

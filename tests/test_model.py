@@ -291,3 +291,13 @@ def test_bad_arguments():
 def test_seed_reproducibility(failed_fits):
     a, b = failed_fits
     np.testing.assert_array_equal(a.posterior["mu"].values, b.posterior["mu"].values)
+
+
+def test_numpyro_runs_chains_vectorised_unless_there_is_a_device_per_chain(monkeypatch):
+    jax = pytest.importorskip("jax")
+    from bayes_regimes.models.base import _numpyro_chain_method
+
+    monkeypatch.setattr(jax, "local_device_count", lambda: 1)  # one GPU
+    assert _numpyro_chain_method(4) == "vectorized"
+    monkeypatch.setattr(jax, "local_device_count", lambda: 4)  # e.g. 4 host devices
+    assert _numpyro_chain_method(4) == "parallel"

@@ -219,6 +219,7 @@ def test_compiled_model_reuse_gives_the_same_draws_as_fit():
         (True, 3, "beta"),
         (False, 3, "beta"),
         (True, 1, "logitnormal"),
+        (False, 1, "logitnormal"),
         (True, 3, "logitnormal"),
     ],
 )

@@ -169,6 +169,8 @@ class BaseModel:
             # A low-rank mass matrix follows the correlated ridge between pi and the
             # slab's left tail; it doubled ESS per draw in our tests.
             nuts["adaptation"] = "low_rank"
+        if sampler == "numpyro":
+            nuts["chain_method"] = _numpyro_chain_method(chains)
         if nuts:
             kwargs["nuts"] = nuts
         model = self.build_model()
@@ -300,3 +302,14 @@ class BaseModel:
         from bayes_regimes.display import model_html
 
         return model_html(self)
+
+
+def _numpyro_chain_method(chains: int) -> str:
+    """Numpyro's chain_method: "parallel" with a JAX device per chain, else "vectorized".
+
+    One GPU runs all chains as one batched kernel ("vectorized"); numpyro's default
+    "parallel" would fall back to running them one after another.
+    """
+    import jax
+
+    return "parallel" if jax.local_device_count() >= chains else "vectorized"

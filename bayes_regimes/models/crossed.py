@@ -94,6 +94,7 @@ from bayes_regimes.diagnostics import tag
 from bayes_regimes.errors import DataError
 from bayes_regimes.models import crossed_vi
 from bayes_regimes.models.crossed_draws import (
+    FAST_BETA,
     PROPENSITY_NODES,
     SLABS,
     CrossedDrawsMixin,
@@ -249,7 +250,8 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         self._stratum_model = self._model[first]
         self._stratum_condition = self._condition[first]
         self._cache: tuple[xr.DataTree, dict[str, np.ndarray]] | None = None
-        self._family = slabs.get_slab("logitnormal" if slab == "logitnormal" else "beta")
+        # Beta slabs: closed_form's formulas, evaluated faster (see crossed_draws).
+        self._family = slabs.get_slab("logitnormal") if slab == "logitnormal" else FAST_BETA
 
     # -- model -------------------------------------------------------------------------
     @property
@@ -435,7 +437,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             strata=list(self.data.strata),
             n_draws=dr["ability"].shape[0],
             population_weights=gauss_hermite()[1],
-            slab=None if self._family.name == "beta" else self._family,
+            slab=self._family,
         )
 
     # -- new cells ----------------------------------------------------------------------
@@ -515,7 +517,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         if self.config["structural"]:
             out["propensity"] = self.posterior["propensity"].mean(("chain", "draw")).values
             log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
-            zeros = np.zeros((len(dr["gamma"]), len(self.problems)))
+            zeros = np.zeros((len(dr["gamma"]), 1))  # broadcast over problems
             pi = self._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_sd"][:, None])
             out["p_zero_new_model"] = pi.mean(axis=0)
         return tag(out, self.diagnostics())

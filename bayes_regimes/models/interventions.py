@@ -42,9 +42,10 @@ Sampling geometry. The likelihood is invariant to the location and scale of the
 u's and to their in-sample correlation with the features when alpha, the
 loadings and gamma move with them; with a diagonal mass matrix these ridges cost
 an order of magnitude in ESS. The model therefore samples u ~ Normal(0, 1) iid in
-pieces that are independent for iid normals (:meth:`InterventionModel._latent`):
-group means, the projection on the group-centred features, the residual sum of
-squares and the residual direction; the likelihood sees only the standardised
+pieces that are independent for iid normals
+(:func:`~bayes_regimes.models.interventions_blocks.latent_abilities`): group
+means, the projection on the group-centred features, the residual sum of squares
+and the residual direction; the likelihood sees only the standardised
 direction and *effective* parameters (``alpha_eff``, ``loading_eff``,
 ``gamma_eff``, ...). The true parameters (``alpha``, ``loading``, ``gamma``,
 ``lam``, ``rho``, ``delta``: intercepts at u = 0, loadings per unit of u) are
@@ -90,9 +91,18 @@ from bayes_regimes import closed_form as cf
 from bayes_regimes.data import RolloutData
 from bayes_regimes.errors import DataError
 from bayes_regimes.models.base import BaseModel
+from bayes_regimes.models.interventions_blocks import (
+    check_selection,
+    condition_hyper,
+    condition_options,
+    condition_order,
+    grouped_intercept,
+    latent_abilities,
+    log_selection,
+    merged_priors,
+)
 from bayes_regimes.models.interventions_tools import (
     Layout,
-    as_condition_map,
     best_of_r_zi_logp,
     simulate_interventions,
 )
@@ -172,42 +182,15 @@ class InterventionModel(BaseModel):
         n_nodes: int = 12,
         priors: Mapping[str, Any] | None = None,
     ) -> None:
-        conds = list(dict.fromkeys(data.cells["condition"].astype(str)))
-        if baseline is None:
-            baseline = "retry" if "retry" in conds else conds[0]
-        if baseline not in conds:
-            raise DataError(f"baseline condition {baseline!r} not in the data ({conds})")
-        if selection is not None and selection not in conds:
-            raise DataError(f"selection condition {selection!r} not in the data ({conds})")
-        if selection == baseline:
-            raise ValueError("the selection condition must differ from the baseline")
-        order = [baseline] + [c for c in conds if c not in (baseline, selection)]
-        order += [selection] if selection else []
-        if len(order) - (selection is not None) < 2:
-            raise DataError(f"need a baseline and at least one intervention; found {conds}")
+        order, baseline = condition_order(data, baseline, selection)
         feats = list(data.features) if features is None else [str(f) for f in features]
         missing = [f for f in feats if f not in data.features]
         if missing:
             raise DataError(f"feature(s) {missing} not among the data's features {data.features}")
         if not 0 < epsilon < 1:
             raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
-        unknown = set(priors or {}) - set(DEFAULT_PRIORS)
-        if unknown:
-            raise ValueError(f"unknown prior(s) {sorted(unknown)}; known: {list(DEFAULT_PRIORS)}")
-        att = as_condition_map(attempts, order, "attempts", int)
-        if any(v < 1 for v in att.values()):
-            raise ValueError("attempts must be >= 1")
-        cost = as_condition_map(costs or 1.0, order, "costs", float)
-        if any(not v > 0 for v in cost.values()):
-            raise ValueError("costs must be positive")
-        if selection is not None and att[selection] != 1:
-            raise ValueError("the selection condition must count single rollouts (attempts 1)")
-        merged = {
-            k: list(v) if isinstance(v, tuple | list) else v for k, v in DEFAULT_PRIORS.items()
-        }
-        merged.update(
-            {k: list(v) if isinstance(v, tuple | list) else v for k, v in (priors or {}).items()}
-        )
+        merged = merged_priors(DEFAULT_PRIORS, priors)
+        att, cost = condition_options(order, selection, attempts, costs)
         super().__init__(
             data,
             baseline=baseline,
@@ -237,15 +220,7 @@ class InterventionModel(BaseModel):
         self.Z = (lay.X - self._x_mean[cg]) / self._x_sd[cg]
         self.r = np.array([att[c] for c in order], dtype=np.int64)
         if selection is not None:
-            s = order.index(selection)
-            missing_sel = lay.D[:, s] == 0
-            full = (lay.K[:, s] == lay.D[:, s]) & ~missing_sel
-            for bad, what in ((missing_sel, "has no cell"), (full, "never failed")):
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    raise DataError(
-                        f"problem {lay.labels[i]!r}: {what} in selection condition {selection!r}"
-                    )
+            check_selection(lay, order.index(selection), selection)
 
     # -- structure -----------------------------------------------------------------------
     @property
@@ -309,16 +284,18 @@ class InterventionModel(BaseModel):
             "regressed": [c for c in self.conditions if c != self.config["selection"]],
         }
         with pm.Model(coords=coords) as model:
-            alpha_eff = self._grouped(pm, "alpha", pr["alpha"])
-            lam_eff = self._grouped(pm, "lam", pr["lam"])
+            multi, G = self._multi_group, len(lay.groups)
+            alpha_eff = grouped_intercept(pm, "alpha", pr["alpha"], G, multi, pr["group_sd"])
+            lam_eff = grouped_intercept(pm, "lam", pr["lam"], G, multi, pr["group_sd"])
             loading_eff = pm.HalfNormal("loading_eff", pr["loading"], dims="condition")
             rho_eff = pm.HalfNormal("rho_eff", pr["rho"])
             log_kappa = pm.Normal("log_kappa", *pr["log_kappa"], dims="condition")
-            ustd, u_scale, u_mean, u_b, zbar = self._latent(pm, pt)
-            # centring group of each group (all groups share one without group effects)
-            gmap = (
-                np.arange(len(lay.groups)) if self._multi_group else np.zeros(len(lay.groups), int)
+            cg = lay.group if multi else np.zeros_like(lay.group)  # centring groups
+            ustd, u_scale, u_mean, u_b, zbar = latent_abilities(
+                pm, pt, cg, self.Z, G if multi else 1
             )
+            # centring group of each group (all groups share one without group effects)
+            gmap = np.arange(len(lay.groups)) if multi else np.zeros(len(lay.groups), int)
             loading = pm.Deterministic("loading", loading_eff / u_scale, dims="condition")
             rho = pm.Deterministic("rho", rho_eff / u_scale)
             sel = self.config["selection"]
@@ -346,7 +323,6 @@ class InterventionModel(BaseModel):
             lam = pm.Deterministic("lam", lam_eff + rho * (um - zb), dims=("group", "condition"))
             g = lay.group
             # dense (unit, condition) grid; cells with D = 0 contribute nothing
-            multi = self._multi_group
             alpha_g, lam_g = (alpha_eff[g], lam_eff[g]) if multi else (alpha_eff[0], lam_eff[0])
             eta = alpha_g + ustd[:, None] * loading_eff[None, :] + xg
             zeta = lam_g - rho_eff * ustd[:, None] + xd
@@ -380,17 +356,9 @@ class InterventionModel(BaseModel):
                     )
                     gs = pairs[:, 0]
                     m_eta, m_zeta = alpha[gs, s], lam[gs, s]
-                Nr = N[rows].astype(float)[:, None]
-                eta_q = m_eta[:, None] + loading[s] * node[None, :]
-                zeta_q = m_zeta[:, None] - rho * node[None, :]
-                kap = kappa[s]
-                aq = kap * pt.sigmoid(eta_q)
-                # log E[p^N] = log B(a + N, b) - log B(a, b), with a + b = kappa
-                log_pn = (
-                    pt.gammaln(aq + Nr) - pt.gammaln(aq) - pt.gammaln(kap + Nr) + pt.gammaln(kap)
+                log_sel = log_selection(
+                    pt, m_eta, m_zeta, loading[s], rho, kappa[s], N[rows], node, logw
                 )
-                log_all_succeed = -pt.softplus(zeta_q) + log_pn
-                log_sel = pt.logsumexp(logw[None, :] + pt.log1mexp(log_all_succeed), axis=1)
                 pm.Potential("selection", -pt.sum(count * log_sel))
         return model
 
@@ -411,73 +379,6 @@ class InterventionModel(BaseModel):
             both = pt.concatenate([free, fixed[None, :]], axis=0)
             out.append(pm.Deterministic(f"{name}_eff", both, dims=dims))
         return out
-
-    def _latent(self, pm, pt):
-        """u ~ Normal(0, 1) iid per problem, decomposed into independent pieces.
-
-        For iid standard normals, the group means (``u_mean``, Normal(0, 1/n_g)),
-        the projection on the group-centred features (``b``, Normal(0, (X'X)^-1)),
-        the residual sum of squares (``u_ss``, chi-square with n - G - F degrees)
-        and the residual's direction are independent. The likelihood sees u only
-        through the standardised residual direction ``ustd``, the effective
-        intercepts, loadings and feature coefficients; the location, scale and
-        feature projection of u, which would otherwise form ridges with alpha, the
-        loadings and gamma, are explicit low-dimensional parameters. Returns (ustd,
-        u_scale, u_mean, b, group means of Z) and records ``u`` itself.
-        """
-        lay = self.layout
-        n, F = lay.n_units, self.Z.shape[1]
-        G = len(lay.groups) if self._multi_group else 1
-        cg = lay.group if self._multi_group else np.zeros_like(lay.group)
-        n_g = np.bincount(cg, minlength=G).astype(float)
-        ind = np.zeros((n, G))
-        ind[np.arange(n), cg] = 1.0
-        zbar = (ind.T @ self.Z) / np.maximum(n_g, 1.0)[:, None]  # (G, F)
-        xc = self.Z - zbar[cg]
-        basis = np.column_stack([ind, xc])
-        q, rdiag = np.linalg.qr(basis)
-        rank = int(np.sum(np.abs(np.diag(rdiag)) > 1e-9 * max(1.0, np.abs(rdiag).max())))
-        if rank < basis.shape[1]:
-            raise DataError("features are collinear with the groups; drop or combine some")
-        dof = n - rank
-        if dof < 2:
-            raise DataError(f"need more problems than groups + features + 1, got {n}")
-        w = pm.Normal("u_direction", 0.0, 1.0, dims="problem")
-        wr = w - pt.dot(q, pt.dot(q.T, w))
-        ustd = wr / pt.sqrt(pt.mean(wr**2))
-        u_mean = pm.Normal("u_mean", 0.0, 1.0 / np.sqrt(n_g), shape=G)
-        u_ss = pm.ChiSquared("u_ss", nu=dof)
-        u_scale = pm.Deterministic("u_scale", pt.sqrt(u_ss / n))
-        if F:
-            chol = np.linalg.cholesky(np.linalg.inv(xc.T @ xc))
-            u_b = pm.Deterministic(
-                "u_b", pt.dot(chol, pm.Normal("u_b_z", 0.0, 1.0, dims="feature")), dims="feature"
-            )
-            proj = pt.dot(xc, u_b)
-        else:
-            u_b, proj = pt.zeros(0), 0.0
-        pm.Deterministic("u", u_mean[cg] + proj + u_scale * ustd, dims="problem")
-        return ustd, u_scale, u_mean, u_b, zbar
-
-    def _grouped(self, pm, name: str, prior):
-        """(group, condition) intercept at the sample's mean ability: condition location
-        plus pooled group offsets (``<name>_eff``)."""
-        loc = pm.Normal(f"{name}_loc", *prior, dims="condition")
-        dims = ("group", "condition")
-        if not self._multi_group:
-            n_g = len(self.layout.groups)
-            return pm.Deterministic(f"{name}_eff", pm.math.stack([loc] * n_g), dims=dims)
-        sd = pm.HalfNormal(f"{name}_sd", self.config["priors"]["group_sd"])
-        if name == "alpha":
-            # centred: each group holds hundreds of failures, so its slab intercepts
-            # are well identified and the non-centred form would make a ridge with
-            # the location
-            return pm.Normal(f"{name}_eff", loc[None, :], sd, dims=dims)
-        # non-centred: the structural propensities are weakly identified (a zero
-        # count fits the point mass or a small slab mean), and the centred funnel
-        # with lam_sd gave ESS < 400 for lam_sd on the paper's table
-        offset = pm.Normal(f"{name}_offset", 0.0, 1.0, dims=dims)
-        return pm.Deterministic(f"{name}_eff", loc[None, :] + sd * offset, dims=dims)
 
     # -- draws ---------------------------------------------------------------------------
     def draws(self, posterior: xr.Dataset | None = None) -> dict[str, np.ndarray]:
@@ -503,20 +404,8 @@ class InterventionModel(BaseModel):
             out[name] = flat(name, ("condition", "feature")) if F else np.zeros((S, C, 0))
         return out
 
-    @staticmethod
-    def hyper(dr: dict, g: np.ndarray, Z: np.ndarray, u: np.ndarray, c: np.ndarray):
-        """pi, a, b of shape (S, n) for units (group index ``g``, standardised features
-        ``Z``) at latent ``u`` (S, n) under condition indices ``c`` (n,)."""
-        eta = dr["alpha"][:, g, c] + dr["loading"][:, c] * u
-        zeta = dr["lam"][:, g, c] - dr["rho"][:, None] * u
-        eta = eta + np.einsum("nf,snf->sn", Z, dr["gamma"][:, c, :])
-        zeta = zeta + np.einsum("nf,snf->sn", Z, dr["delta"][:, c, :])
-        kappa = np.exp(dr["log_kappa"][:, c])
-        from scipy.special import expit
-
-        a = np.maximum(kappa * expit(eta), 1e-300)
-        b = np.maximum(kappa * expit(-eta), 1e-300)
-        return expit(zeta), a, b
+    #: pi, a, b (S, n) of units at latent u under conditions (``condition_hyper``).
+    hyper = staticmethod(condition_hyper)
 
     def _cell_hyper(self, dr: dict, iu: np.ndarray, ic: np.ndarray):
         return self.hyper(dr, self.layout.group[iu], self.Z[iu], dr["u"][:, iu], ic)
