@@ -35,14 +35,11 @@ on sufficient statistics (and simuk recompiles per simulation).
 
 Examples
 --------
->>> import numpy as np
->>> rng = np.random.default_rng(0)
->>> truth = rng.normal(size=(300, 1))
->>> data = truth + rng.normal(size=(300, 1))  # y ~ N(theta, 1), theta ~ N(0, 1)
->>> post = data[:, None] / 2 + rng.normal(size=(300, 99, 1)) / np.sqrt(2)  # exact posterior
->>> ranks = np.stack([rank_statistic(t, d, rng) for t, d in zip(truth, post)])
->>> res = SBCResult.from_arrays(ranks, truth, n_rank_draws=99, parameters=["theta"])
->>> bool(res.uniformity().loc["theta", "chi2_pvalue"] > 0.01)
+The rank and uniformity machinery lives in :mod:`bayes_regimes.sbc_stats` (see its
+example) and is re-exported here:
+
+>>> from bayes_regimes import sbc, sbc_stats
+>>> sbc.SBCResult is sbc_stats.SBCResult and sbc.rank_statistic is sbc_stats.rank_statistic
 True
 """
 
