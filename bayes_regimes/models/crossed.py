@@ -348,23 +348,26 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             x, w = gauss_hermite(PROPENSITY_NODES)
             gamma = pm.Normal("logit_pi_loc", *pr["logit_pi"])
             s_sd = pm.HalfNormal("propensity_sd", pr["propensity_sd"])
-            logit_pi = (gamma + s_sd * x)[None, :]  # (1, nodes)
-            logit0 = logit1 = logit_pi
+            logit = (gamma + s_sd * x)[None, :]  # (1, nodes): one row for all models
+            mi = np.zeros_like(m)
             if cfg["model_propensity"]:
                 u_sd = pm.HalfNormal("model_propensity_sd", pr["model_propensity_sd"])
                 u_z = pm.Normal("model_propensity_z", 0.0, 1.0, dims="model")
                 u = pm.Deterministic("model_propensity", u_sd * u_z, dims="model")
-                logit0, logit1 = logit_pi + u[m[z0]][:, None], logit_pi + u[m[z1]][:, None]
-            # A failed cell is a mixture at every node of the propensity; a solved one is
-            # (1 - pi) times its slab term, which does not depend on the node.
-            zero_ll = pt.logaddexp(-pt.softplus(-logit0), -pt.softplus(logit0) + slab0[:, None])
-            per_problem = pt.zeros((len(self.problems), len(x)))
-            per_problem = pt.inc_subtensor(per_problem[i[z0]], zero_ll)
-            if cfg["model_propensity"]:
-                per_problem = pt.inc_subtensor(per_problem[i[z1]], -pt.softplus(logit1))
-            else:
-                solved = np.bincount(i[z1], minlength=len(self.problems)).astype(float)
-                per_problem = per_problem - solved[:, None] * pt.softplus(logit_pi)
+                logit, mi = logit + u[:, None], m  # (models, nodes)
+            # At every node a failed cell is a mixture, log(pi + (1 - pi) e^slab0) =
+            # log pi + softplus(slab0 - logit pi); a solved one is log(1 - pi). The
+            # log pi / log(1 - pi) terms depend on the cell only through its model, so
+            # they enter as (problems x models) counts times (models x nodes) tables:
+            # one softplus per failed cell and node is all that scales with the data.
+            n_rows = len(self.problems), int(mi.max()) + 1
+            failed = np.zeros(n_rows)
+            np.add.at(failed, (i[z0], mi[z0]), 1.0)
+            solved = np.zeros(n_rows)
+            np.add.at(solved, (i[z1], mi[z1]), 1.0)
+            per_problem = pt.dot(failed, -pt.softplus(-logit)) + pt.dot(solved, -pt.softplus(logit))
+            mix = pt.softplus(slab0[:, None] - logit[mi[z0]])
+            per_problem = pt.inc_subtensor(per_problem[i[z0]], mix)
             joint = per_problem + np.log(w)[None, :]
             total = pt.logsumexp(joint, axis=1)
             post_w = pt.exp(joint - total[:, None])
