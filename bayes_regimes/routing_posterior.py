@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, logsumexp
 
+from bayes_regimes import best_of_r as bor
 from bayes_regimes import closed_form as cf
 from bayes_regimes import paper
 from bayes_regimes.diagnostics import tag
@@ -53,7 +54,7 @@ def _cell_posterior(K, D, r, pi, a, b, eps, rng=None, n_samples=0, r_rescue=None
     for gi, (kk, dd, rr, mm) in enumerate(uniq.tolist()):
         sel = np.flatnonzero(inv == gi)
         A, B, P = a[:, sel], b[:, sel], pi[:, sel]
-        logc = cf._log_window_coefs(kk, rr)
+        logc = bor._log_window_coefs(kk, rr)
         t = (rr * (dd - kk) + np.arange(logc.size, dtype=float))[:, None, None]
         terms = logc[:, None, None] + cf._log_beta_shift(A[None], B[None], float(kk), t)
         lse = logsumexp(terms, axis=0)

@@ -11,6 +11,7 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import betainc, betaln, logsumexp
 
+from bayes_regimes import best_of_r as bor
 from bayes_regimes import closed_form as cf
 
 HYPER = [(1e-3, 1e-3), (0.5, 4.0), (2.0, 3.0), (1e-3, 1e4), (1e4, 1e4), (30.0, 0.2)]
@@ -324,7 +325,7 @@ def _quad_best_of_r(K: int, D: int, r: int, a: float, b: float) -> float:
     ],
 )
 def test_best_of_r_matches_quadrature(K, D, r, a, b):
-    assert cf.best_of_r_logpmf(K, D, r, a, b) == pytest.approx(
+    assert bor.best_of_r_logpmf(K, D, r, a, b) == pytest.approx(
         _quad_best_of_r(K, D, r, a, b), rel=1e-7
     )
 
@@ -332,17 +333,17 @@ def test_best_of_r_matches_quadrature(K, D, r, a, b):
 def test_best_of_r_normalised_and_reduces_to_betabinom():
     K = np.arange(9)
     for r in (1, 3, 7):
-        assert logsumexp(cf.best_of_r_logpmf(K, 8, r, 0.7, 5.0)) == pytest.approx(0.0, abs=1e-12)
-        assert logsumexp(cf.best_of_r_zi_logpmf(K, 8, r, 0.3, 0.7, 5.0)) == pytest.approx(
+        assert logsumexp(bor.best_of_r_logpmf(K, 8, r, 0.7, 5.0)) == pytest.approx(0.0, abs=1e-12)
+        assert logsumexp(bor.best_of_r_zi_logpmf(K, 8, r, 0.3, 0.7, 5.0)) == pytest.approx(
             0.0, abs=1e-12
         )
     np.testing.assert_allclose(
-        cf.best_of_r_logpmf(K, 8, 1, 0.7, 5.0), cf.betabinom_logpmf(K, 8, 0.7, 5.0)
+        bor.best_of_r_logpmf(K, 8, 1, 0.7, 5.0), cf.betabinom_logpmf(K, 8, 0.7, 5.0)
     )
     np.testing.assert_allclose(
-        cf.best_of_r_zi_logpmf(K, 8, 3, 0.0, 0.7, 5.0), cf.best_of_r_logpmf(K, 8, 3, 0.7, 5.0)
+        bor.best_of_r_zi_logpmf(K, 8, 3, 0.0, 0.7, 5.0), bor.best_of_r_logpmf(K, 8, 3, 0.7, 5.0)
     )
-    zi = cf.best_of_r_zi_logpmf(K, 8, 3, 1.0, 0.7, 5.0)
+    zi = bor.best_of_r_zi_logpmf(K, 8, 3, 1.0, 0.7, 5.0)
     assert zi[0] == 0.0 and np.all(zi[1:] == -np.inf)
 
 
@@ -350,11 +351,11 @@ def test_best_of_r_vectorises_over_draws():
     rng = np.random.default_rng(5)
     a, b = rng.uniform(0.2, 3, (6, 1)), rng.uniform(1, 60, (6, 1))
     K, D, r = np.array([0, 3, 3, 30]), np.array([4, 4, 4, 40]), np.array([3, 3, 3, 3])
-    out = cf.best_of_r_logpmf(K, D, r, a, b)
+    out = bor.best_of_r_logpmf(K, D, r, a, b)
     assert out.shape == (6, 4)
-    assert out[3, 3] == pytest.approx(cf.best_of_r_logpmf(30, 40, 3, a[3, 0], b[3, 0]))
+    assert out[3, 3] == pytest.approx(bor.best_of_r_logpmf(30, 40, 3, a[3, 0], b[3, 0]))
     np.testing.assert_array_equal(out[:, 1], out[:, 2])
     with pytest.raises(ValueError):
-        cf.best_of_r_logpmf(5, 4, 3, 1.0, 1.0)
+        bor.best_of_r_logpmf(5, 4, 3, 1.0, 1.0)
     with pytest.raises(ValueError):
-        cf.best_of_r_logpmf(1, 4, 0, 1.0, 1.0)
+        bor.best_of_r_logpmf(1, 4, 0, 1.0, 1.0)

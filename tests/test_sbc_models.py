@@ -14,6 +14,7 @@ from scipy import stats
 from scipy.special import expit
 
 from bayes_regimes import RegimeModel
+from bayes_regimes import best_of_r as bor
 from bayes_regimes import closed_form as cf
 from bayes_regimes.models.crossed_draws import PROPENSITY_NODES, gauss_hermite, slab_shapes
 from bayes_regimes.sbc import run_sbc
@@ -102,7 +103,7 @@ def test_intervention_simulator_matches_best_of_r_pmf():
             mu = expit(par["alpha"][c] + par["loading"][c] * sign)
             pi = expit(par["lam"][c] - 0.8 * sign)
             pmf = np.exp(
-                cf.best_of_r_zi_logpmf(np.arange(D + 1), D, r, pi, kappa * mu, kappa - kappa * mu)
+                bor.best_of_r_zi_logpmf(np.arange(D + 1), D, r, pi, kappa * mu, kappa - kappa * mu)
             )
             rows = u == sign
             freq = np.bincount(K[rows, c], minlength=D + 1) / rows.sum()

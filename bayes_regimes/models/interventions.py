@@ -23,7 +23,7 @@ p = 0, and the features shift both the slab mean and the structural propensity o
 every condition: that regression is what routes a *new* failure from its features.
 Given ``u_i``, p_ic is integrated out exactly: the best-of-r marginal under the
 zero-inflated Beta slab is the all-positive sum of
-:func:`bayes_regimes.closed_form.best_of_r_zi_logpmf`, here in pytensor
+:func:`bayes_regimes.best_of_r.best_of_r_zi_logpmf`, here in pytensor
 (:func:`best_of_r_zi_logp`). The only latent dimension is one ``u_i`` per problem.
 
 Why this design: the Beta slab keeps the best-of-r likelihood exact (no quadrature
@@ -87,7 +87,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_regimes import closed_form as cf
+from bayes_regimes import best_of_r as bor
 from bayes_regimes.data import RolloutData
 from bayes_regimes.errors import DataError
 from bayes_regimes.models.base import BaseModel
@@ -439,7 +439,7 @@ class InterventionModel(BaseModel):
             sl = slice(lo, lo + step)
             pi, a, b = self._cell_hyper(dr, iu[sl], ic[sl])
             K, D, r = lay.K[iu[sl], ic[sl]], lay.D[iu[sl], ic[sl]], self.r[ic[sl]]
-            np.add.at(out.T, iu[sl], cf.best_of_r_zi_logpmf(K, D, r, pi, a, b).T)
+            np.add.at(out.T, iu[sl], bor.best_of_r_zi_logpmf(K, D, r, pi, a, b).T)
         return xr.DataArray(
             out.reshape(n_chain, n_draw, lay.n_units),
             dims=("chain", "draw", "pattern"),

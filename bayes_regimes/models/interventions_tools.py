@@ -2,7 +2,7 @@
 
 * :func:`best_of_r_zi_logp`: the exact best-of-r, zero-inflated Beta marginal
   likelihood in pytensor (the same sum as
-  :func:`bayes_regimes.closed_form.best_of_r_zi_logpmf`);
+  :func:`bayes_regimes.best_of_r.best_of_r_zi_logpmf`);
 * :func:`simulate_interventions`: data from the model's generative story, with
   known truth;
 * :class:`Layout`: the (problem x condition) grid of a RolloutData.
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayes_regimes import best_of_r as bor
 from bayes_regimes import closed_form as cf
 from bayes_regimes.data import RolloutData
 from bayes_regimes.errors import DataError
@@ -41,7 +42,7 @@ def _pad_coefs(K: np.ndarray, r: np.ndarray, width: int) -> np.ndarray:
     """Coefficients of (1 + x + ... + x^(r-1))^K per cell, zero-padded to ``width``."""
     out = np.zeros((K.size, width))
     for row, (kk, rr) in enumerate(zip(K, r, strict=True)):
-        c = np.exp(cf._log_window_coefs(int(kk), int(rr)))
+        c = np.exp(bor._log_window_coefs(int(kk), int(rr)))
         out[row, : c.size] = c
     return out
 
@@ -51,7 +52,7 @@ def best_of_r_zi_logp(
 ):
     """Pytensor log P(K of D contexts | best-of-r, zero-inflated Beta(a, b) slab), per cell.
 
-    The same all-positive sum as :func:`bayes_regimes.closed_form.best_of_r_zi_logpmf`:
+    The same all-positive sum as :func:`bayes_regimes.best_of_r.best_of_r_zi_logpmf`:
     ``C(D, K) sum_s c_s B(a + K, b + t + s) / B(a, b)`` with ``t = r (D - K)`` and
     ``c_s`` the coefficients of ``(1 + x + ... + x^(r-1))^K``. It is evaluated as
     ``log C(D, K) + log B(a + K, b + t) / B(a, b) + log sum_s c_s R_s`` where
@@ -78,7 +79,7 @@ def best_of_r_zi_logp(
     >>> a, b = pt.as_tensor([1.0, 1.0]), pt.as_tensor([4.0, 4.0])
     >>> lp, l1 = pt.as_tensor(np.log([0.2, 0.2])), pt.as_tensor(np.log([0.8, 0.8]))
     >>> out = best_of_r_zi_logp(K, D, r, a, b, lp, l1).eval()
-    >>> bool(np.allclose(out, cf.best_of_r_zi_logpmf(K, D, r, 0.2, 1.0, 4.0)))
+    >>> bool(np.allclose(out, bor.best_of_r_zi_logpmf(K, D, r, 0.2, 1.0, 4.0)))
     True
     """
     import pytensor.tensor as pt
