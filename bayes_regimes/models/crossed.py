@@ -90,7 +90,6 @@ import xarray as xr
 from bayes_regimes import queries as q
 from bayes_regimes import slabs
 from bayes_regimes.data import Patterns, RolloutData
-from bayes_regimes.diagnostics import tag
 from bayes_regimes.errors import DataError
 from bayes_regimes.models import crossed_vi
 from bayes_regimes.models.crossed_draws import (
@@ -455,75 +454,21 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
     ) -> pd.DataFrame:
         """Posterior predictive for cells never attempted: (problem, model) pairs.
 
-        A known problem and a known model use their posterior difficulty, ability and
-        propensity (the problem's propensity given all its observed cells); an
-        unknown problem (or model) is a new draw from its population, integrated by
-        Gauss-Hermite quadrature. Intervals are over the posterior of the parameters.
-
-        Parameters
-        ----------
-        problem, model : str or sequence of str
-            Labels: one each, or equal-length sequences of pairs.
-        condition : str, optional
-            Condition label (default: the first condition).
-        ks : sequence of int
-            pass@k of a fresh run of k attempts on the new cell.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per pair: problem, model, condition, known_problem, known_model,
-            p_mean, p_zero (structural probability), p_structural (P(p < epsilon)),
-            and ``pass@{k}_mean`` / ``_low`` / ``_high``.
+        See :func:`~bayes_regimes.models.crossed_tools.predict_new_cell`.
         """
-        problems = np.atleast_1d(np.asarray(problem, dtype=object)).astype(str)
-        models = np.atleast_1d(np.asarray(model, dtype=object)).astype(str)
-        problems, models = np.broadcast_arrays(problems, models)
-        cond = self.conditions[0] if condition is None else str(condition)
-        if cond not in self.conditions:
-            raise ValueError(f"unknown condition {cond!r}; known: {self.conditions}")
-        p_pos = {p: j for j, p in enumerate(self.problems)}
-        m_pos = {p: j for j, p in enumerate(self.models)}
-        pi, a, b = self._new_cells(
-            self._draws(),
-            [p_pos.get(p) for p in problems],
-            [m_pos.get(m) for m in models],
-            [self.conditions.index(cond)] * len(problems),
-        )
-        w = gauss_hermite()[1]
-        eps, fam = self.config["epsilon"], self._family
-        out = pd.DataFrame(
-            {
-                "problem": problems,
-                "model": models,
-                "condition": cond,
-                "known_problem": [p in p_pos for p in problems],
-                "known_model": [m in m_pos for m in models],
-                "p_mean": (fam.posterior_mean_p(0, 0, pi, a, b) @ w).mean(axis=0),
-                "p_zero": (pi @ w).mean(axis=0),
-                "p_structural": (fam.prob_below(eps, 0, 0, pi, a, b) @ w).mean(axis=0),
-            }
-        )
-        for kk in np.atleast_1d(ks).astype(np.int64):
-            passk = fam.pass_at_k_new_problem(kk, pi, a, b) @ w
-            mean, low, high = q.summarise_draws(passk, ci_prob)
-            out[f"pass@{kk}_mean"], out[f"pass@{kk}_low"], out[f"pass@{kk}_high"] = mean, low, high
-        return tag(out, self.diagnostics())
+        from bayes_regimes.models.crossed_tools import predict_new_cell
+
+        return predict_new_cell(self, problem, model, condition=condition, ks=ks, ci_prob=ci_prob)
 
     def problem_summary(self, ci_prob: float = q.CI_PROB) -> pd.DataFrame:
-        """Per problem: difficulty (mean and interval), propensity (posterior mean) and
-        ``p_zero_new_model``, the structural probability of a new model on it."""
-        dr = self._draws()
-        mean, low, high = q.summarise_draws(dr["difficulty"], ci_prob)
-        out = pd.DataFrame({"problem": self.problems, "difficulty": mean, "difficulty_low": low})
-        out["difficulty_high"] = high
-        if self.config["structural"]:
-            out["propensity"] = self.posterior["propensity"].mean(("chain", "draw")).values
-            log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
-            zeros = np.zeros((len(dr["gamma"]), 1))  # broadcast over problems
-            pi = self._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_sd"][:, None])
-            out["p_zero_new_model"] = pi.mean(axis=0)
-        return tag(out, self.diagnostics())
+        """Per problem: difficulty with its interval, propensity and the structural
+        probability of a new model on it.
+
+        See :func:`~bayes_regimes.models.crossed_tools.problem_summary`.
+        """
+        from bayes_regimes.models.crossed_tools import problem_summary
+
+        return problem_summary(self, ci_prob)
 
     # -- comparison and figures ----------------------------------------------------------
     def compare_structural(

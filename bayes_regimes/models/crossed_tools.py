@@ -1,4 +1,4 @@
-"""Simulated crossed suites and regime comparisons between models or methods.
+"""Simulated crossed suites, new-cell predictions and regime comparisons between models.
 
 Examples
 --------
@@ -10,14 +10,18 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from bayes_regimes import queries as q
 from bayes_regimes.diagnostics import tag
-from bayes_regimes.models.crossed_draws import _expit, slab_shapes
+from bayes_regimes.models.crossed_draws import PROPENSITY_NODES, _expit, gauss_hermite, slab_shapes
 from bayes_regimes.models.regime import RegimeModel
+
+if TYPE_CHECKING:
+    from bayes_regimes.models.crossed import CrossedRegimeModel
 
 
 @dataclass(frozen=True)
@@ -236,3 +240,88 @@ def heldout_method(
         record.update(model=model, diagnostics=model.diagnostics().summary(), fit_seconds=seconds)
     name = f"regime_{model.config.get('pooling', 'group')}"
     return _assemble(name, labels, k, gain, passk, ks_arr, intervals=intervals)
+
+
+def predict_new_cell(
+    fitted: CrossedRegimeModel,
+    problem,
+    model,
+    *,
+    condition: str | None = None,
+    ks=(1, 10, 100, 1000),
+    ci_prob: float = q.CI_PROB,
+) -> pd.DataFrame:
+    """Posterior predictive for cells never attempted: (problem, model) pairs.
+
+    A known problem and a known model use their posterior difficulty, ability and
+    propensity (the problem's propensity given all its observed cells); an
+    unknown problem (or model) is a new draw from its population, integrated by
+    Gauss-Hermite quadrature. Intervals are over the posterior of the parameters.
+
+    Parameters
+    ----------
+    fitted : CrossedRegimeModel
+        A fitted crossed model.
+    problem, model : str or sequence of str
+        Labels: one each, or equal-length sequences of pairs.
+    condition : str, optional
+        Condition label (default: the first condition).
+    ks : sequence of int
+        pass@k of a fresh run of k attempts on the new cell.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per pair: problem, model, condition, known_problem, known_model,
+        p_mean, p_zero (structural probability), p_structural (P(p < epsilon)),
+        and ``pass@{k}_mean`` / ``_low`` / ``_high``.
+    """
+    problems = np.atleast_1d(np.asarray(problem, dtype=object)).astype(str)
+    models = np.atleast_1d(np.asarray(model, dtype=object)).astype(str)
+    problems, models = np.broadcast_arrays(problems, models)
+    cond = fitted.conditions[0] if condition is None else str(condition)
+    if cond not in fitted.conditions:
+        raise ValueError(f"unknown condition {cond!r}; known: {fitted.conditions}")
+    p_pos = {p: j for j, p in enumerate(fitted.problems)}
+    m_pos = {p: j for j, p in enumerate(fitted.models)}
+    pi, a, b = fitted._new_cells(
+        fitted._draws(),
+        [p_pos.get(p) for p in problems],
+        [m_pos.get(m) for m in models],
+        [fitted.conditions.index(cond)] * len(problems),
+    )
+    w = gauss_hermite()[1]
+    eps, fam = fitted.config["epsilon"], fitted._family
+    out = pd.DataFrame(
+        {
+            "problem": problems,
+            "model": models,
+            "condition": cond,
+            "known_problem": [p in p_pos for p in problems],
+            "known_model": [m in m_pos for m in models],
+            "p_mean": (fam.posterior_mean_p(0, 0, pi, a, b) @ w).mean(axis=0),
+            "p_zero": (pi @ w).mean(axis=0),
+            "p_structural": (fam.prob_below(eps, 0, 0, pi, a, b) @ w).mean(axis=0),
+        }
+    )
+    for kk in np.atleast_1d(ks).astype(np.int64):
+        passk = fam.pass_at_k_new_problem(kk, pi, a, b) @ w
+        mean, low, high = q.summarise_draws(passk, ci_prob)
+        out[f"pass@{kk}_mean"], out[f"pass@{kk}_low"], out[f"pass@{kk}_high"] = mean, low, high
+    return tag(out, fitted.diagnostics())
+
+
+def problem_summary(fitted: CrossedRegimeModel, ci_prob: float = q.CI_PROB) -> pd.DataFrame:
+    """Per problem: difficulty (mean and interval), propensity (posterior mean) and
+    ``p_zero_new_model``, the structural probability of a new model on it."""
+    dr = fitted._draws()
+    mean, low, high = q.summarise_draws(dr["difficulty"], ci_prob)
+    out = pd.DataFrame({"problem": fitted.problems, "difficulty": mean, "difficulty_low": low})
+    out["difficulty_high"] = high
+    if fitted.config["structural"]:
+        out["propensity"] = fitted.posterior["propensity"].mean(("chain", "draw")).values
+        log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
+        zeros = np.zeros((len(dr["gamma"]), 1))  # broadcast over problems
+        pi = fitted._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_sd"][:, None])
+        out["p_zero_new_model"] = pi.mean(axis=0)
+    return tag(out, fitted.diagnostics())
