@@ -87,6 +87,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_regimes import logitnormal_quadrature as lnq
 from bayes_regimes import queries as q
 from bayes_regimes import slabs
 from bayes_regimes.data import Patterns, RolloutData
@@ -333,9 +334,9 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             a, b = slab_shapes(eta, kappa_cell, cfg["slab"], pt.softplus, pt.exp)
             z0, z1 = np.flatnonzero(k == 0), np.flatnonzero(k > 0)
             if cfg["slab"] == "logitnormal":
-                ns = slabs._pt_namespace()
-                slab0 = slabs._ln_log_moment(ns, k[z0], n[z0], a[z0], b[z0])
-                slab1 = slabs._ln_log_moment(ns, k[z1], n[z1], a[z1], b[z1])
+                ns = lnq._pt_namespace()
+                slab0 = lnq._ln_log_moment(ns, k[z0], n[z0], a[z0], b[z0])
+                slab1 = lnq._ln_log_moment(ns, k[z1], n[z1], a[z1], b[z1])
             else:
                 g = pt.gammaln
                 a0, b0, a1, b1, n1, k1 = a[z0], b[z0], a[z1], b[z1], n[z1], k[z1]

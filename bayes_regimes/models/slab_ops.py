@@ -1,14 +1,14 @@
 """PyTensor pieces of the slab families that are not plain tensor algebra.
 
 :class:`QuadratureProposal` places the quadrature nodes of the logit-normal slab
-(:func:`bayes_regimes.slabs._proposal`: mode of the integrand by Newton's method and
-the widths of its two sides). It is one opaque op computed with numpy, for two
-reasons: written as tensor algebra, PyTensor's algebraic rewrites of the gradient
-graph (distributing products over the sums of the Newton iterations) take many
-minutes; and the integral does not depend on where the nodes sit (beyond the
+(:func:`bayes_regimes.logitnormal_quadrature._proposal`: mode of the integrand by
+Newton's method and the widths of its two sides). It is one opaque op computed with
+numpy, for two reasons: written as tensor algebra, PyTensor's algebraic rewrites of
+the gradient graph (distributing products over the sums of the Newton iterations)
+take many minutes; and the integral does not depend on where the nodes sit (beyond the
 quadrature error), so the op has no gradient. Under nutpie it calls the same
-numba-compiled code (:func:`bayes_regimes.slabs.compiled_proposal`); the numpyro (JAX)
-sampler does not support the op.
+numba-compiled code (:func:`bayes_regimes.logitnormal_quadrature.compiled_proposal`);
+the numpyro (JAX) sampler does not support the op.
 
 This module imports PyTensor; :mod:`bayes_regimes.slabs` imports it only when a
 model is built.
@@ -43,7 +43,7 @@ class QuadratureProposal(Op):
         return Apply(self, inputs, [pt.dvector(), pt.dvector()])
 
     def perform(self, node, inputs, output_storage):
-        from bayes_regimes.slabs import _proposal
+        from bayes_regimes.logitnormal_quadrature import _proposal
 
         centre, width = _proposal(*inputs)
         output_storage[0][0] = np.asarray(centre, dtype=np.float64)
@@ -63,7 +63,7 @@ _OP = QuadratureProposal()
 
 
 def _register_numba() -> None:
-    """Under nutpie, call the numba-compiled code of :mod:`bayes_regimes.slabs` directly."""
+    """Under nutpie, call the numba-compiled code of :mod:`bayes_regimes.logitnormal_quadrature`."""
     try:
         import numba
         from pytensor.link.numba.dispatch.basic import numba_funcify
@@ -72,7 +72,7 @@ def _register_numba() -> None:
 
     @numba_funcify.register(QuadratureProposal)
     def _numba_quadrature_proposal(op, node, **kwargs):
-        from bayes_regimes.slabs import _WIDTH, compiled_proposal
+        from bayes_regimes.logitnormal_quadrature import _WIDTH, compiled_proposal
 
         flat = compiled_proposal()
 
