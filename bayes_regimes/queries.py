@@ -477,6 +477,7 @@ def allocate_budget(
         method, objective, spent, unspent, bound.
     """
     from bayes_regimes import allocation as al
+    from bayes_regimes.allocation_knapsack import allocate_knapsack
 
     if isinstance(budget, bool) or int(budget) != budget or budget < 0:
         raise ValueError(f"budget must be a non-negative integer, got {budget!r}")
@@ -499,7 +500,7 @@ def allocate_budget(
             steps = np.arange(1, budget // costs[c] + 1)
             d = np.exp(log_delta(np.full(steps.size, cell_pattern[c]), steps))
             curves.append(np.concatenate([[0.0], np.cumsum(d)]))
-        res = al.allocate_knapsack(curves, costs[failed], budget)
+        res = allocate_knapsack(curves, costs[failed], budget)
         extra[failed] = res.extra
         info.update(method="dynamic programming (exact)", bound=res.bound)
     else:

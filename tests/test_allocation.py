@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayes_regimes import allocation as al
+from bayes_regimes import allocation_knapsack as ak
 from bayes_regimes import closed_form as cf
 from bayes_regimes.allocation import (
     Allocation,
     allocate_greedy,
     allocate_greedy_cost,
-    allocate_knapsack,
     log_delta_from_gain_curves,
     split_among_cells,
 )
+from bayes_regimes.allocation_knapsack import allocate_knapsack
 
 
 def _concave_curve(rng: np.random.Generator, length: int, zero_tail: int = 0) -> np.ndarray:
@@ -221,8 +221,8 @@ def test_concave_maxplus_step_equals_dense(c):
             best = np.round(best, 1)  # ties
         gain = _concave_curve(rng, int(rng.integers(1, 60)), zero_tail=int(rng.integers(0, 5)))
         gain = gain[: (best.size - 1) // c + 1]
-        dense = al._maxplus_dense(best, gain, c)
-        fast = al._maxplus_concave(best, gain, c)
+        dense = ak._maxplus_dense(best, gain, c)
+        fast = ak._maxplus_concave(best, gain, c)
         np.testing.assert_allclose(fast[0], dense[0], rtol=0, atol=1e-12)
         np.testing.assert_array_equal(fast[1], dense[1])
 
