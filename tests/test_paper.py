@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,12 +57,6 @@ def test_constants():
     assert FEATURES == ("spread", "concentration", "logit_dispersion")
     assert RATES[0] == "retry"
     assert RATES[1:] == INTERVENTIONS
-
-
-def test_doctests():
-    result = doctest.testmod(paper, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
-    assert result.attempted > 0
 
 
 # ---------------------------------------------------------------------------

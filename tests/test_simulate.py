@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_regimes import simulate
 from bayes_regimes.simulate import (
     DEFAULT_GROUPS,
     SimulatedBenchmark,
@@ -268,12 +265,6 @@ def test_default_benchmark():
 def test_default_groups_are_read_only():
     with pytest.raises(TypeError):
         DEFAULT_GROUPS["sft"] = {"pi": 0.0}  # type: ignore[index]
-
-
-def test_module_doctests():
-    result = doctest.testmod(simulate, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0
 
 
 # ---------------------------------------------------------------------------
