@@ -57,21 +57,19 @@ discrimination_sd z_m`` (zero-sum), ``discrimination_sd ~ HalfNormal(0.5)``.
 
 Larger suites
 -------------
-The cost of a gradient is linear in the number of cells (one beta-binomial per cell,
-plus ``PROPENSITY_NODES`` mixture terms per failed cell); 50 models x 500 problems x
-10 samples (25,000 cells) fits with nutpie on 2 CPU cores in the time reported in
-``benchmarks/results/crossed_scale.md`` (measured with ``model_propensity=False,
-kappa_by="global"``, the defaults before the held-out study; the per-model terms add
-2 x (models) parameters and one gather per cell). Beyond that:
+A gradient costs one beta-binomial per cell plus ``PROPENSITY_NODES`` softplus terms
+per failed cell (the per-model structural terms enter as problems x models counts
+times a models x nodes table). Measured fit times: ``benchmarks/results/crossed_scale.md``
+(50 models x 500 problems x 10 samples, NUTS on 2 CPU cores) and
+``crossed_scaling.md`` / ``crossed_scaling_gpu.md`` (10^3 to 10^5 problems). Beyond
+what NUTS does on a CPU:
 
 - ``fit(sampler="numpyro")`` compiles the same model with JAX; on a GPU the per-cell
-  terms run as one vectorised kernel (no GPU was available where this was written,
-  so no GPU timing is reported; on CPU nutpie is the faster backend).
+  terms run as one vectorised kernel and the chains are vectorised on the device.
 - ``fit(method="advi")`` (or ``"fullrank_advi"``) is a fast variational
-  approximation (:mod:`bayes_regimes.models.crossed_vi`); its error against NUTS is
-  measured in ``benchmarks/results/crossed_vi.md``. It is flagged by its own checks
-  (ELBO convergence, Pareto k of the approximation) and should be used to explore,
-  not for final intervals.
+  approximation (:mod:`bayes_regimes.models.crossed_vi`), flagged by its own checks
+  (ELBO convergence, Pareto k); its error against NUTS is in ``crossed_vi.md``. Use
+  it to explore, not for final intervals.
 - The per-cell log-likelihood (for LOO) is stored only up to ``LOG_LIK_LIMIT`` cells x
   draws; the queries never hold more than one block of cells x draws.
 
