@@ -133,10 +133,10 @@ def _scale_report(model, seconds, loads, rec=None, times=None) -> dict:
         "",
         f"Fit (NUTS, nutpie, {NUTS['chains']} chains x 1000 + 1000, centred {centre}): "
         f"**{seconds:.0f} s** "
-        f"wall on 2 cores (load average at start {loads[0]}, after the fit {loads[1]}: "
-        "other jobs shared the two cores, so this is pessimistic).",
+        f"wall on 2 cores (load average at start {loads[0]}, after the fit {loads[1]}; "
+        "a load above 1 means other jobs shared the cores and the time is pessimistic).",
         "",
-        f"Diagnostics: {model.diagnostics()}",
+        str(model.diagnostics()),
         "",
     ]
     if rec is not None:

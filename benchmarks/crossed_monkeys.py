@@ -19,8 +19,8 @@ import pandas as pd
 from _common import load_average, markdown_table, quiet_warnings
 
 from bayes_regimes import RegimeModel, RolloutData
+from bayes_regimes.heldout_regime import heldout_method
 from bayes_regimes.metrics import auroc, brier, expected_calibration_error
-from bayes_regimes.models.crossed_tools import heldout_method
 
 # -- Large Language Monkeys -------------------------------------------------------------------
 #: The defaults before this study: no per-model terms.

@@ -90,6 +90,7 @@ from bayes_regimes.heldout import (
     predictive_intervals,
     run_heldout,
 )
+from bayes_regimes.heldout_regime import posterior_p_draws
 from bayes_regimes.models.regime import SLABS
 
 __all__ = ["COLUMNS", "SUMMARY_COLUMNS", "main", "render", "summarise", "summary_table"]
@@ -148,20 +149,6 @@ def _variant(name: str) -> dict:
 
 
 # -- the Bayesian method ------------------------------------------------------------------
-def posterior_p_draws(model: RegimeModel, n_draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws of every cell's p, shape (n_draws, cells): independent across cells given
-    the hyper-parameters (point mass with probability w, else the slab's posterior)."""
-    post = model.pattern_posterior()
-    pick = np.linspace(0, post.n_draws - 1, min(n_draws, post.n_draws)).astype(int)
-    cp = model.data.patterns().cell_pattern
-    pi, *theta = (x[pick] for x in post.hyper(cp))
-    k, n = post.k[cp], post.n[cp]
-    slab = model.slab
-    w = np.exp(slab.log_structural_weight(k, n, pi, *theta))
-    p = slab.sample_slab_p(rng, k, n, *theta)
-    return np.where(rng.random(p.shape) < w, 0.0, p)
-
-
 def fit_variant(split: pd.DataFrame, variant: str, fit: dict, seed: int) -> RegimeModel:
     """One RegimeModel over all groups, fitted on the training counts of ``split``."""
     train = split.assign(n=split["n_train"], k=split["k_train"])[["problem_id", "model", "n", "k"]]

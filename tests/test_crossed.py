@@ -13,6 +13,7 @@ from scipy.stats import betabinom
 from bayes_regimes import RegimeModel, RolloutData
 from bayes_regimes import closed_form as cf
 from bayes_regimes.errors import DataError, DiagnosticsWarning
+from bayes_regimes.heldout_regime import posterior_p_draws
 from bayes_regimes.models.base import BaseModel
 from bayes_regimes.models.crossed import (
     PROPENSITY_NODES,
@@ -22,7 +23,6 @@ from bayes_regimes.models.crossed import (
 )
 from bayes_regimes.models.crossed_tools import (
     compare_structural,
-    posterior_p_draws,
     simulate_crossed,
     structural_fraction_draws,
 )
