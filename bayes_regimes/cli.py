@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bayes_regimes.errors import DataError, FormatVersionError
+from bayes_regimes.errors import DataError, FitError, FormatVersionError
 from bayes_regimes.slabs import SLAB_FAMILIES
 
 EXIT_DATA = 2
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DataError, FormatVersionError, FileNotFoundError) as err:
+    except (DataError, FitError, FormatVersionError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DATA
 

@@ -15,7 +15,7 @@ column 'k', row 3: k=12 exceeds n=10
 
 from __future__ import annotations
 
-__all__ = ["DataError", "DiagnosticsWarning", "FormatVersionError"]
+__all__ = ["DataError", "DiagnosticsWarning", "FitError", "FormatVersionError"]
 
 
 class DataError(ValueError):
@@ -38,6 +38,20 @@ class FormatVersionError(ValueError):
     Examples
     --------
     >>> isinstance(FormatVersionError("format version 99 is unknown"), ValueError)
+    True
+    """
+
+
+class FitError(RuntimeError):
+    """A fit could not produce a posterior at all (for example variational
+    inference whose objective became NaN at every learning rate tried).
+
+    A fit that ran but failed its diagnostics is not an error: it warns with
+    :class:`DiagnosticsWarning` and flags every query instead.
+
+    Examples
+    --------
+    >>> isinstance(FitError("ADVI diverged (NaN) at learning rates 0.001, 0.0001"), RuntimeError)
     True
     """
 

@@ -15,6 +15,14 @@ every query). Mean-field ADVI on a crossed model with hundreds of problems almos
 always has k > 0.7: the benchmark ``benchmarks/crossed.py`` measures how far its
 answers are from NUTS instead of trusting it.
 
+The optimisation runs PyMC's default optimiser (adagrad with a running window,
+learning rate 1e-3). When the objective turns NaN (full-rank ADVI on hundreds of
+parameters can overshoot), the fit restarts from scratch at a ten times smaller
+learning rate with the gradient norm clipped (``LEARNING_RATES``,
+``GRAD_NORM_MAX``); the learning rate that worked and the failed tries are kept in
+the fit's attributes, and a :class:`~bayes_regimes.errors.FitError` names them
+when every try fails.
+
 The optimisation stops early once the ELBO check passes (``early_stop``, checked
 every ``CHECK_EVERY`` steps after ``MIN_STEPS``), or at a wall-clock limit
 (``max_seconds``; the ELBO check then usually fails and flags the fit). The Pareto
@@ -42,6 +50,7 @@ import pandas as pd
 import xarray as xr
 
 from bayes_regimes.diagnostics import DiagnosticsReport, warn_if_failed
+from bayes_regimes.errors import FitError
 
 VI_METHODS = ("advi", "fullrank_advi")
 KHAT_MAX = 0.7
@@ -49,6 +58,10 @@ ELBO_REL_TOL = 1e-3
 #: Steps between two checks of the early-stopping rule, and the fewest steps run.
 CHECK_EVERY = 500
 MIN_STEPS = 2000
+#: Learning rates tried in turn when the ELBO optimisation turns NaN (the first is
+#: PyMC's default), and the gradient-norm clip used on the retries.
+LEARNING_RATES = (1e-3, 1e-4, 1e-5)
+GRAD_NORM_MAX = 100.0
 
 
 def elbo_rel_change(loss: np.ndarray) -> float:
@@ -137,6 +150,38 @@ def _pareto_k(model, approx, n: int, rng: np.random.Generator) -> float:
     return float(khat)
 
 
+def _optimise(pm, method, n_steps, random_seed, progressbar, max_seconds, early_stop):
+    """pm.fit at each of LEARNING_RATES until one stays finite.
+
+    Returns the approximation, its stopper, the learning rate used and the
+    learning rates at which the objective turned NaN.
+    """
+    nan_at: list[float] = []
+    for attempt, learning_rate in enumerate(LEARNING_RATES):
+        stopper = _Stopper(max_seconds, early_stop)
+        # Retries clip the gradient norm: the NaN comes from an overshooting step.
+        clip = {"total_grad_norm_constraint": GRAD_NORM_MAX} if attempt else {}
+        try:
+            approx = pm.fit(
+                n=n_steps,
+                method=method,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                callbacks=[stopper],
+                obj_optimizer=pm.adagrad_window(learning_rate=learning_rate),
+                **clip,
+            )
+        except FloatingPointError:
+            nan_at.append(learning_rate)
+            continue
+        return approx, stopper, learning_rate, nan_at
+    rates = ", ".join(f"{lr:g}" for lr in nan_at)
+    raise FitError(
+        f"{method} diverged (NaN objective) at every learning rate tried ({rates}); "
+        "fit with method='nuts', or 'advi' instead of 'fullrank_advi'"
+    )
+
+
 def fit_vi(
     crossed,
     method: str = "advi",
@@ -176,15 +221,10 @@ def fit_vi(
         raise TypeError(f"unexpected argument(s) for a VI fit: {sorted(unknown)}")
     rng = np.random.default_rng(random_seed)
     model = crossed.build_model()
-    stopper = _Stopper(max_seconds, early_stop)
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        approx = pm.fit(
-            n=n_steps,
-            method=method,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            callbacks=[stopper],
+        approx, stopper, learning_rate, nan_at = _optimise(
+            pm, method, n_steps, random_seed, progressbar, max_seconds, early_stop
         )
         seconds = stopper.clock() - (stopper.start or stopper.clock())
         dt = approx.sample(draws, random_seed=random_seed)
@@ -204,6 +244,8 @@ def fit_vi(
         random_seed=random_seed,
         elbo_rel_change=rel,
         pareto_k=khat,
+        learning_rate=learning_rate,
+        nan_at_learning_rates=nan_at,
     )
     crossed._diagnostics = None
     warn_if_failed(crossed.diagnostics(), "the fit")
