@@ -60,6 +60,7 @@ from _common import (  # noqa: E402
 from crossed_monkeys import part_monkeys  # noqa: E402
 
 from bayes_regimes import RegimeModel, RolloutData  # noqa: E402
+from bayes_regimes.errors import FitError  # noqa: E402
 from bayes_regimes.metrics import auroc  # noqa: E402
 from bayes_regimes.models.crossed_tools import simulate_crossed  # noqa: E402
 
@@ -255,20 +256,27 @@ def part_vi(args) -> dict:
         with quiet_warnings():
             nuts.fit(random_seed=1, **NUTS)
     nuts_fit = json.loads(nuts.idata.attrs["fit"])
-    fits = []
+    fits, failed = [], []
     for method in args.vi_methods:
         vi = type(nuts)(data, **nuts.config)  # the same model as the NUTS fit
         load = load_average()
         start = time.perf_counter()
-        with quiet_warnings():
-            vi.fit(
-                method=method,
-                n_steps=args.vi_steps,
-                draws=args.vi_draws,
-                random_seed=1,
-                progressbar=False,
-                max_seconds=args.vi_max_minutes * 60,
+        try:
+            with quiet_warnings():
+                vi.fit(
+                    method=method,
+                    n_steps=args.vi_steps,
+                    draws=args.vi_draws,
+                    random_seed=1,
+                    progressbar=False,
+                    max_seconds=args.vi_max_minutes * 60,
+                )
+        except FitError as err:  # recorded as a row, not a crash of the benchmark
+            failed.append(
+                {"method": method, "fit_seconds": time.perf_counter() - start, "error": str(err)}
             )
+            print(method, "failed:", err, flush=True)
+            continue
         fits.append((method, vi, time.perf_counter() - start, load))
     ref = _nuts_reference(nuts, path, args.tmp / "crossed_scale_ref.pkl", args.ref_wait)
     rows = []
@@ -320,10 +328,14 @@ def part_vi(args) -> dict:
         markdown_table(rows, cols),
         "",
         *[f"- {r['method']}: checks {'passed' if r['ok'] else r['problems']}" for r in rows],
+        *[f"- {r['method']}: no fit ({r['fit_seconds']:.0f} s): {r['error']}" for r in failed],
         "",
         WHEN_TO_USE,
     ]
-    return {"result": {"rows": rows, "nuts_fit": nuts_fit}, "markdown": "\n".join(md)}
+    return {
+        "result": {"rows": rows, "failed": failed, "nuts_fit": nuts_fit},
+        "markdown": "\n".join(md),
+    }
 
 
 def main(argv=None) -> int:

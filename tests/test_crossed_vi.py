@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pymc as pm
 import pytest
 
@@ -52,3 +53,20 @@ def test_nan_at_every_learning_rate_is_a_one_line_fit_error(data, monkeypatch):
     with pytest.raises(FitError, match=r"fullrank_advi diverged .* \(0\.001, 0\.0001, 1e-05\)"):
         model.fit(method="fullrank_advi", draws=50, n_steps=300, progressbar=False)
     assert len(calls) == len(crossed_vi.LEARNING_RATES)
+
+
+@pytest.mark.parametrize("slab", ["beta_logit", "beta"])
+def test_log_density_is_finite_far_in_the_tails(data, slab):
+    # Full-rank ADVI draws far from the mode early on; an overflowing kappa or Beta
+    # shape used to give a log density of +inf or NaN there, and a NaN objective.
+    model = RegimeModel(data, pooling="crossed", slab=slab).build_model()
+    logp = model.compile_logp(jacobian=True)
+    dlogp = model.compile_dlogp(jacobian=True)
+    start = model.initial_point()
+    rng = np.random.default_rng(0)
+    for scale in (3.0, 10.0, 30.0):
+        for _ in range(10):
+            point = {k: v + scale * rng.standard_normal(np.shape(v)) for k, v in start.items()}
+            value = logp(point)
+            assert np.isfinite(value) and value < 0
+            assert np.isfinite(dlogp(point)).all()

@@ -93,6 +93,7 @@ from bayes_regimes.errors import DataError
 from bayes_regimes.models import crossed_vi
 from bayes_regimes.models.crossed_draws import (
     FAST_BETA,
+    LOG_SHAPE_BOUND,
     PROPENSITY_NODES,
     SLABS,
     CrossedDrawsMixin,
@@ -325,11 +326,15 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             if cfg["kappa_by"] == "model":
                 k_sd = pm.HalfNormal("kappa_sd", 0.5)
                 k_z = pm.Normal("kappa_z", 0.0, 1.0, dims="model")
-                kappa = pm.Deterministic("kappa", pt.exp(log_kappa + k_sd * k_z), dims="model")
-                kappa_cell = kappa[m]
+                log_kappa = log_kappa + k_sd * k_z
+            # Bounded before exp so that kappa (and its gradient) stay finite anywhere.
+            kappa = pt.exp(pt.clip(log_kappa, -LOG_SHAPE_BOUND, LOG_SHAPE_BOUND))
+            if cfg["kappa_by"] == "model":
+                kappa_cell = pm.Deterministic("kappa", kappa, dims="model")[m]
             else:
-                kappa_cell = pm.Deterministic("kappa", pt.exp(log_kappa))
-            a, b = slab_shapes(eta, kappa_cell, cfg["slab"], pt.softplus, pt.exp)
+                kappa_cell = pm.Deterministic("kappa", kappa)
+            ops = (pt.softplus, pt.exp, pt.log, pt.clip)
+            a, b = slab_shapes(eta, kappa_cell, cfg["slab"], *ops)
             z0, z1 = np.flatnonzero(k == 0), np.flatnonzero(k > 0)
             if cfg["slab"] == "logitnormal":
                 ns = lnq._pt_namespace()

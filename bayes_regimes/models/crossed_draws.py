@@ -51,6 +51,13 @@ _PRODUCT_MAX = 32
 _GAMMALN_EPS = 1e-15
 
 
+#: The Beta slab's log shapes, and log kappa, are kept within +-LOG_SHAPE_BOUND: beyond
+#: it the log-gamma differences of the likelihood lose all precision and overflow to
+#: inf or NaN (which stops ADVI). The prior puts no mass there: a or b > 7e10 makes the
+#: slab a point at its mean for any count up to 10^6.
+LOG_SHAPE_BOUND = 25.0
+
+
 def _softplus(x):
     return np.logaddexp(0.0, x)
 
@@ -59,24 +66,30 @@ def _expit(x):
     return np.exp(-_softplus(-x))
 
 
-def slab_shapes(eta, kappa, slab: str, softplus=_softplus, exp=np.exp):
+def slab_shapes(eta, kappa, slab: str, softplus=_softplus, exp=np.exp, log=np.log, clip=np.clip):
     """Slab parameters around the item-response mean ``eta`` (numpy by default,
     pytensor via the args): Beta (a, b) with mean sigmoid(eta), or the logit-normal
-    (loc, scale) = (eta, kappa).
+    (loc, scale) = (eta, kappa). Beta shapes are computed in log space and kept
+    within ``exp(+-LOG_SHAPE_BOUND)``, so they stay finite for any finite input.
 
     Examples
     --------
     >>> a, b = slab_shapes(np.array([-2.0, 0.0]), 3.0, "beta_logit")
     >>> bool(np.allclose(a / (a + b), 1 / (1 + np.exp([2.0, 0.0]))))
     True
+    >>> a, b = slab_shapes(np.array([-80.0]), 1e30, "beta_logit")
+    >>> bool(np.isfinite(a).all() and np.isfinite(b).all())
+    True
     """
-    if slab == "beta":
-        return kappa * exp(-softplus(-eta)), kappa * exp(-softplus(eta))
-    if slab == "beta_logit":
-        return kappa * exp(softplus(eta)), kappa * exp(softplus(-eta))
     if slab == "logitnormal":
         return eta, kappa + 0.0 * eta
-    raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
+    if slab not in ("beta", "beta_logit"):
+        raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
+    sign = -1.0 if slab == "beta" else 1.0
+    log_a = log(kappa) + sign * softplus(sign * eta)
+    log_b = log(kappa) + sign * softplus(-sign * eta)
+    bound = LOG_SHAPE_BOUND
+    return exp(clip(log_a, -bound, bound)), exp(clip(log_b, -bound, bound))
 
 
 def gauss_hermite(n: int = GH_NODES) -> tuple[np.ndarray, np.ndarray]:
