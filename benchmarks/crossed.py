@@ -189,21 +189,26 @@ WHEN_TO_USE = """## When to use which
 
 - **NUTS (nutpie, default)**: the reference, and the only fit whose intervals are
   trustworthy (R-hat, ESS and divergences are checked). Use it whenever it fits in
-  the time you have: 50 models x 500 problems x 10 samples (25,000 cells) takes tens
-  of minutes on 2 CPU cores (results/crossed_scale.md); the cost grows linearly with
-  the number of cells (results/crossed_scaling.md).
+  the time you have: 50 models x 500 problems x 10 samples (25,000 cells) takes
+  about 25 min for 4 chains on 2 CPU cores (results/crossed_scale.md); the cost
+  grows with the number of cells (results/crossed_scaling.md: >= 42 min at 10^4
+  problems x 20 models, extrapolated).
 - **numpyro (JAX)**: the same model and checks; no faster than nutpie on a CPU. Use it
-  on a GPU for 10^4+ problems (not measured here: no GPU was available).
+  on a GPU for 10^4+ problems (one H200: a gradient at 10^5 problems costs 12 ms
+  against 1.2 s on 2 CPU cores; results/crossed_scaling_gpu.md, jax_gradients_gpu.md).
 - **ADVI** (`fit(method="advi")`): minutes where NUTS takes hours (10^4 to 10^5+
   problems), to explore, rank cells or choose what to rerun. On the 50 x 500 suite
-  its p_structural and expected gain of failed cells rank like NUTS (correlation
-  0.99) with mean absolute errors of 0.02 and 0.01, but abilities are off by 0.3
-  posterior sd on average, its spreads are not NUTS's (sd ratio 1.1-1.3 here), and
-  its Pareto k check fails, so every query carries a warning. At 10^4+ problems a
-  step costs about a second on 2 busy cores, and a few minutes of optimisation are
-  far from convergence (results/crossed_scaling.md). Confirm final numbers with
-  NUTS on the models or problems that matter.
-- **full-rank ADVI**: only for small suites (its covariance has (dim)^2 entries).
+  (3.5 min) its p_structural and expected gain of failed cells rank like NUTS
+  (correlation 0.99) with mean absolute errors of 0.02 and 0.014, but abilities are
+  off by 0.38 posterior sd on average, its spreads are not NUTS's (sd ratio 1.1-1.25
+  here), and its Pareto k check fails, so every query carries a warning. At 10^4
+  problems 6 minutes of optimisation are not yet converged (results/crossed_scaling.md).
+  Confirm final numbers with NUTS on the models or problems that matter.
+- **full-rank ADVI** (`method="fullrank_advi"`): on the 50 x 500 suite (about 660
+  parameters) 6 min, and 3x closer to NUTS's means than mean-field (0.13 / 0.07
+  posterior sd for abilities / difficulties); spreads still 1.24-1.27x NUTS's and the
+  Pareto k check still fails. Its covariance has (dim)^2 entries: small and
+  mid-sized suites only.
 """
 
 

@@ -22,10 +22,11 @@ Each row also reports the diagnostics of the fit (R-hat, ESS, divergences; ELBO
 convergence and Pareto k for ADVI) and how well the posterior means recover the
 simulated abilities and difficulties (correlation).
 
-Run (from the repository root; ~60 min on 2 busy cores)::
+Run (from the repository root; ~23 min on 2 idle cores, as in results/)::
 
     .venv/bin/python benchmarks/crossed_scaling.py --sizes 1000 10000 100000 \\
-        --models 20 --draws 250 --tune 250 --max-minutes 10
+        --models 20 --methods nutpie advi --draws 250 --tune 250 --max-minutes 6 \\
+        --vi-draws 100 --n-khat 0
 
 Tiny run (the smoke test; ~1 min)::
 
@@ -42,8 +43,10 @@ When to use which
 - numpyro (JAX) compiles the same model; on a CPU it is no faster than nutpie. On a
   GPU (one H200, results/crossed_scaling_gpu.md and jax_gradients_gpu.md) one
   gradient of the 10^5-problem suite (2 x 10^6 cells) costs 12 ms for 2 vectorised
-  chains against 9.8 s for the pytensor C backend on 2 CPU cores, so 10^4-10^5
-  problems become a matter of minutes to an hour instead of days. At 10^3 problems
+  chains against 1.2 s for the pytensor C backend on 2 idle CPU cores (9.8 s before
+  the session-4 speed-up, under load), so 10^4-10^5 problems become a matter of
+  minutes to an hour instead of hours to days (NUTS on the CPU: >= 42 min at 10^4 and
+  >= 9 h at 10^5, extrapolated in results/crossed_scaling.md). At 10^3 problems
   the GPU fit took 108 s (38 s of sampling, the rest JAX compilation and
   post-processing). On a GPU run ``fit(sampler="numpyro")`` (chains vectorised on the
   one device) with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
@@ -54,9 +57,10 @@ arviz 1.x)::
     XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/crossed_scaling.py \
         --methods numpyro --sizes 1000 10000 100000 --models 20 --draws 250 --tune 250 \
         --max-minutes 3.5 --no-gradients --out crossed_scaling_gpu
-- ADVI for 10^4+ problems, or to explore: minutes instead of hours, but it
-  under-states posterior spread and its Pareto k check fails; see
-  ``results/crossed_vi.md`` for its error against NUTS.
+- ADVI for 10^4+ problems, or to explore: minutes instead of hours (10^3 problems:
+  converged in 135 s; 10^4: 5,400 steps in 6 min, not yet converged, abilities
+  already correlate 0.99 with the truth), but it misstates posterior spread and its
+  Pareto k check fails; see ``results/crossed_vi.md`` for its error against NUTS.
 """
 
 from __future__ import annotations
