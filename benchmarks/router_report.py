@@ -106,6 +106,8 @@ def _headline(results: dict) -> list[str]:
     for key, label in protocols:
         if key not in results:
             continue
+        if results[key].get("partial"):
+            label = f"{label} ({len(results[key]['held_out_cells'])} cells)"
         for pop, pop_label in (("all", "all"), ("steerable_hard", "Steerable-Hard")):
             part = results[key][pop]
             rate = next(r for r in part["rates"] if r["cell"] == "pooled")
@@ -239,7 +241,15 @@ def render(results: dict) -> str:
         ("loco", "Leave one cell out"),
     ):
         if key in results:
-            lines += ["## " + title, ""] + _router_md(results[key], title)
+            lines += ["## " + title, ""]
+            if results[key].get("partial"):
+                held = ", ".join(results[key]["held_out_cells"])
+                lines += [
+                    f"**Partial run**: only these cells were held out and scored "
+                    f"(each fit trained on all seven others): {held}.",
+                    "",
+                ]
+            lines += _router_md(results[key], title)
     if "insample" in results:
         lines += [
             "## Router against the in-sample best fixed intervention",
