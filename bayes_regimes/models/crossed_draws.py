@@ -86,8 +86,9 @@ def slab_shapes(eta, kappa, slab: str, softplus=_softplus, exp=np.exp, log=np.lo
     if slab not in ("beta", "beta_logit"):
         raise ValueError(f"unknown slab {slab!r}; available: {', '.join(SLABS)}")
     sign = -1.0 if slab == "beta" else 1.0
-    log_a = log(kappa) + sign * softplus(sign * eta)
-    log_b = log(kappa) + sign * softplus(-sign * eta)
+    log_kappa = log(kappa)
+    log_a = log_kappa + sign * softplus(sign * eta)
+    log_b = log_kappa + sign * softplus(-sign * eta)
     bound = LOG_SHAPE_BOUND
     return exp(clip(log_a, -bound, bound)), exp(clip(log_b, -bound, bound))
 

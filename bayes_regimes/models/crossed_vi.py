@@ -150,12 +150,14 @@ def _pareto_k(model, approx, n: int, rng: np.random.Generator) -> float:
     return float(khat)
 
 
-def _optimise(pm, method, n_steps, random_seed, progressbar, max_seconds, early_stop):
-    """pm.fit at each of LEARNING_RATES until one stays finite.
+def _optimise(method, n_steps, random_seed, progressbar, max_seconds, early_stop):
+    """pm.fit at each of LEARNING_RATES until one stays finite (inside a model context).
 
     Returns the approximation, its stopper, the learning rate used and the
     learning rates at which the objective turned NaN.
     """
+    import pymc as pm
+
     nan_at: list[float] = []
     for attempt, learning_rate in enumerate(LEARNING_RATES):
         stopper = _Stopper(max_seconds, early_stop)
@@ -212,7 +214,6 @@ def fit_vi(
     max_seconds : float, optional
         Wall-clock limit of the optimisation (the fit records why it stopped).
     """
-    import pymc as pm
 
     if method not in VI_METHODS:
         raise ValueError(f"unknown method {method!r}; choose nuts, {', '.join(VI_METHODS)}")
@@ -224,7 +225,7 @@ def fit_vi(
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
         approx, stopper, learning_rate, nan_at = _optimise(
-            pm, method, n_steps, random_seed, progressbar, max_seconds, early_stop
+            method, n_steps, random_seed, progressbar, max_seconds, early_stop
         )
         seconds = stopper.clock() - (stopper.start or stopper.clock())
         dt = approx.sample(draws, random_seed=random_seed)
