@@ -76,7 +76,10 @@ def loo_best_fixed(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
 
 
 def bootstrap(diff: np.ndarray, cells: np.ndarray, rng) -> tuple[float, float, float]:
-    """Mean paired difference and its bootstrap interval (resampling within cells)."""
+    """Mean paired difference and its bootstrap interval (resampling within cells);
+    NaNs for an empty population."""
+    if diff.size == 0:
+        return float("nan"), float("nan"), float("nan")
     groups = [np.flatnonzero(cells == c) for c in dict.fromkeys(cells)]
     stats = np.empty(B_BOOT)
     for b in range(B_BOOT):
@@ -104,7 +107,8 @@ def score(df: pd.DataFrame, choices: dict[str, np.ndarray], population: np.ndarr
     for cell in [*dict.fromkeys(cells), "pooled"]:
         m = population & ((cells == cell) if cell != "pooled" else True)
         rows.append(
-            {"cell": cell, "n": int(m.sum())} | {k: float(v[m].mean()) for k, v in got.items()}
+            {"cell": cell, "n": int(m.sum())}
+            | {k: float(v[m].mean()) if m.any() else float("nan") for k, v in got.items()}
         )
     diffs = []
     for ref in [k for k in got if k not in ("bayes", "bayes_count")]:

@@ -1,0 +1,146 @@
+"""Tests of the scoring code behind benchmarks/router.py (no model fits).
+
+The router benchmark's fits belong in benchmarks/; what is tested here is the
+arithmetic that turns predictions into the published comparisons: which intervention
+each strategy picks, that the "best fixed" choice never sees the row it scores, the
+paired differences and their bootstrap intervals, and the topography classifier.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import router_scoring as rs  # noqa: E402
+
+from bayes_regimes import paper  # noqa: E402
+
+
+def _table(rng: np.random.Generator, cells=("c1", "c2"), per_cell: int = 40) -> pd.DataFrame:
+    """A failure table with the paper's rate and feature columns, random values."""
+    n = len(cells) * per_cell
+    df = pd.DataFrame({"cell": np.repeat(cells, per_cell)})
+    for col in paper.RATES:
+        df[col] = rng.integers(0, 4, n) / 3  # rates over 3 contexts
+    for col in paper.FEATURES:
+        df[col] = rng.normal(size=n)
+    return df
+
+
+def test_pick_ignores_retry_and_follows_cands_order():
+    pred = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.3, 0.4],  # retry largest: still an intervention is picked
+            [0.0, 0.5, 0.1, 0.1, 0.1],
+            [0.0, 0.1, 0.1, 0.7, 0.1],
+        ]
+    )
+    assert rs.CANDS[0] == "retry"
+    assert rs.pick(pred).tolist() == ["dense_steer", "sparse_steer", "local_temp"]
+
+
+def test_loo_best_fixed_never_uses_the_scored_row():
+    df = pd.DataFrame({"cell": ["a"] * 3, **{c: [0.5, 0.5, 0.5] for c in paper.RATES}})
+    df["local_temp"] = [1.0, 0.0, 0.0]  # row 0 alone makes local_temp the cell's best
+    df["dense_steer"] = [0.0, 0.4, 0.4]
+    out = rs.loo_best_fixed(df, np.ones(3, bool))
+    # Without row 0, sparse_steer (0.5) wins; rows 1 and 2 see local_temp at 0.5 too,
+    # and the first maximum in INT order (sparse_steer) is taken.
+    assert out[0] == "sparse_steer"
+    df.loc[0, "sparse_steer"] = 0.0
+    df.loc[[1, 2], "local_temp"] = [0.9, 0.9]
+    out = rs.loo_best_fixed(df, np.ones(3, bool))
+    assert out.tolist() == ["local_temp", "local_temp", "local_temp"]
+    # Rows outside the population get no choice and do not count for the others:
+    # row 2 would make dense_steer the best of the cell.
+    df.loc[2, "dense_steer"] = 5.0
+    out = rs.loo_best_fixed(df, np.array([True, True, False]))
+    assert out.tolist() == ["local_temp", "local_temp", None]
+
+
+def test_best_fixed_takes_the_largest_mean():
+    df = _table(np.random.default_rng(0))
+    means = df[rs.INT].mean()
+    assert rs.best_fixed(df) == means.idxmax()
+
+
+def test_score_rates_and_paired_differences_by_hand(monkeypatch):
+    monkeypatch.setattr(rs, "B_BOOT", 500)
+    df = pd.DataFrame(
+        {
+            "cell": ["a", "a", "b", "b"],
+            "retry": [0.0, 0.0, 0.0, 0.0],
+            "sparse_steer": [1.0, 0.0, 1 / 3, 0.0],
+            "sparse_steer_random": [0.0, 0.0, 0.0, 0.0],
+            "local_temp": [0.0, 1.0, 0.0, 2 / 3],
+            "dense_steer": [0.0, 0.0, 0.0, 0.0],
+        }
+    )
+    choices = {
+        "bayes": np.array(["sparse_steer", "local_temp", "sparse_steer", "local_temp"], object),
+        "best_fixed": np.full(4, "sparse_steer", object),
+    }
+    rates, diffs = rs.score(df, choices, np.ones(4, bool), seed=0)
+    by_cell = {r["cell"]: r for r in rates}
+    assert by_cell["a"]["bayes"] == pytest.approx(1.0)
+    assert by_cell["a"]["best_fixed"] == pytest.approx(0.5)
+    assert by_cell["pooled"]["bayes"] == pytest.approx((1 + 1 + 1 / 3 + 2 / 3) / 4)
+    assert by_cell["pooled"]["best_fixed"] == pytest.approx((1 + 1 / 3) / 4)
+    (pooled,) = [d for d in diffs if d["cell"] == "pooled"]
+    assert pooled["router"] == "bayes" and pooled["vs"] == "best_fixed"
+    assert pooled["diff"] == pytest.approx((1 + 2 / 3) / 4)
+    assert pooled["low"] <= pooled["diff"] <= pooled["high"]
+    # Only the rows of the population are scored.
+    rates, _ = rs.score(df, choices, np.array([True, False, False, False]), seed=0)
+    assert {r["cell"]: r["n"] for r in rates} == {"a": 1, "b": 0, "pooled": 1}
+    assert np.isnan([r["bayes"] for r in rates if r["cell"] == "b"][0])
+
+
+def test_bootstrap_interval_covers_the_truth_at_its_level(monkeypatch):
+    monkeypatch.setattr(rs, "B_BOOT", 400)  # enough for the quantiles, fast
+    # Paired differences with a known mean: the 89 % interval covers it about 89 % of
+    # the time (binomial sd over 200 repeats ~ 0.022: a band of +- 4 sd).
+    rng = np.random.default_rng(1)
+    cells = np.repeat(["a", "b"], 60)
+    covered = 0
+    for _ in range(200):
+        diff = rng.normal(0.1, 1.0, cells.size)
+        _, lo, hi = rs.bootstrap(diff, cells, rng)
+        covered += lo <= 0.1 <= hi
+    assert abs(covered / 200 - rs.LEVEL) < 0.09
+
+
+def test_evaluate_structure_and_oracle_bounds_every_strategy(monkeypatch):
+    monkeypatch.setattr(rs, "B_BOOT", 200)
+    rng = np.random.default_rng(2)
+    df = _table(rng)
+    pred = rng.random((len(df), len(rs.CANDS)))
+    out = rs.evaluate(df, pred, pred, "sparse_steer", "local_temp", [], seed=0)
+    assert set(out) == {"all", "steerable_hard", "fits", "choice_counts"}
+    for part in ("all", "steerable_hard"):
+        for row in out[part]["rates"]:
+            if row["n"] == 0:
+                continue
+            for name in ("bayes", "paper_rule", "best_fixed", "resample"):
+                assert row[name] <= row["oracle"] + 1e-12
+    pooled = [r for r in out["steerable_hard"]["rates"] if r["cell"] == "pooled"][0]
+    assert pooled["n"] == int(rs.steerable(df).sum())
+    assert sum(out["choice_counts"].values()) == len(df)
+
+
+def test_cv_accuracy_beats_majority_on_separable_data():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 600)
+    X = rng.normal(size=(600, 3)) + 3.0 * np.eye(3)[y]
+    out = rs.cv_accuracy(X, np.array(["a", "b", "c"])[y], folds=5, seed=0)
+    assert out["accuracy"] > 0.9
+    assert 0.28 < out["majority"] < 0.40  # about one third for balanced classes
+    # Features carrying no information: no better than the majority class.
+    noise = rs.cv_accuracy(rng.normal(size=(600, 3)), np.array(["a", "b"])[y % 2], 5, 0)
+    assert noise["accuracy"] < noise["majority"] + 0.08
