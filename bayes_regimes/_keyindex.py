@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bayes_regimes.data import _first_flags
+from bayes_regimes._cellkeys import _first_flags
 
 _EMPTY = np.empty(0, dtype=np.int64)
 

@@ -35,8 +35,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bayes_regimes._cellkeys import _first_flags
 from bayes_regimes._keyindex import Bits, CellIndex, Grow, ValueIndex
-from bayes_regimes.data import _BOOLS, _first_flags
+from bayes_regimes.data import _BOOLS
 from bayes_regimes.errors import DataError
 
 POS_SHIFT = 40  # a row position is file_index << POS_SHIFT | row within the file

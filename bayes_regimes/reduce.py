@@ -67,6 +67,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from bayes_regimes._cellkeys import _first_flags, _labels
 from bayes_regimes._keyindex import read_ahead
 from bayes_regimes._streaming import (
     NO_POS,
@@ -80,8 +81,6 @@ from bayes_regimes.data import (
     _RESERVED,
     RolloutData,
     _as_list,
-    _first_flags,
-    _labels,
     detect_input_kind,
     validate_columns,
 )
