@@ -35,6 +35,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bayes_regimes._batchcount import (
+    Counted,
+    bool_outcome,
+    chunk_rows,
+    count_keys,
+    first_rows,
+    is_dense,
+    work_dtype,
+)
 from bayes_regimes._cellkeys import _first_flags
 from bayes_regimes._keyindex import Bits, CellIndex, Grow, ValueIndex
 from bayes_regimes.data import _BOOLS
@@ -44,7 +53,6 @@ POS_SHIFT = 40  # a row position is file_index << POS_SHIFT | row within the fil
 NO_POS = np.iinfo(np.int64).max
 _SMALL = 1 << 20  # integer sample values below this go through a direct lookup table
 _EMPTY = np.empty(0, dtype=np.int64)
-_CHUNK = 1 << 16  # rows per chunk of a per-row pass (its int32 work array: 256 KiB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +82,6 @@ def _np(arr: pa.Array) -> np.ndarray:
 
 def _first(mask: Any) -> int:
     return int(np.argmax(np.asarray(mask)))
-
-
-def _chunk(rows: int, bins: int) -> int:
-    """Rows per chunk of a per-row pass: its work arrays stay in cache, while the
-    per-chunk results (``bins`` of them) are added up at most ``rows / 4`` times."""
-    return max(_CHUNK, 8 * bins) if rows > _CHUNK else max(rows, 1)
 
 
 def cell_text(plan: Plan, raw: list) -> str:
@@ -179,9 +181,7 @@ class Reducer:
             raise self._fail(name, base + _first(_np(arr.is_null())), "missing value for correct")
         kind = arr.type
         if pa.types.is_boolean(kind):  # unpack the bitmap (much faster than to_numpy)
-            bits = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset // 8 :]
-            unpacked = np.unpackbits(bits, count=arr.offset % 8 + len(arr), bitorder="little")
-            return unpacked[arr.offset % 8 :]
+            return bool_outcome(arr)
         if (
             pa.types.is_dictionary(kind)
             or pa.types.is_string(kind)
@@ -233,46 +233,54 @@ class Reducer:
         return values
 
     # ----------------------------------------------------------------- batches
-    def add(self, batch: pa.RecordBatch, consts: Mapping, base: int) -> None:
-        """Reduce one batch; ``base`` is the position of its first row."""
+    def add(
+        self, batch: pa.RecordBatch, consts: Mapping, base: int, prepared: Counted | None = None
+    ) -> None:
+        """Reduce one batch; ``base`` is the position of its first row.
+
+        ``prepared`` is the batch's per-row work done by :func:`_batchcount.prepare`
+        (in a read-ahead thread); without it the batch is counted here.
+        """
         rows = batch.num_rows
         if rows == 0:
             return
         parts = [self._key(j, batch, consts, base) for j in range(len(self.plan.keys))]
-        key, size = None, 1
-        for idx, gmap in parts:
-            if idx is not None and len(gmap) > 1:
-                if size * len(gmap) >= 2**62:
-                    raise DataError("too many distinct key values in one batch; lower batch_size")
-                key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
-                size *= len(gmap)
-        key = np.zeros(rows, dtype=np.int64) if key is None else key
         rollouts = self.plan.kind == "rollouts"
-        outcome = self._outcome(batch, base) if rollouts else None
-        dense, stride = size <= 2 * rows + 65536, size  # bins stay O(batch)
-        if not dense:  # sparse key space: compact it (uniques in first-appearance order)
-            key, decode = pd.factorize(key)
-            key, size = key.astype(np.int64, copy=False), len(decode)
-        if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
-            narrow = key.dtype == np.int32 and 2 * size < 2**31  # dictionary codes
-            step = _chunk(rows, size)
-            doubled = self._scratch("doubled", step, np.int32 if narrow else np.int64)
-            table = np.zeros(2 * size, dtype=np.int64)
-            for start in range(0, rows, step):  # in cache-sized chunks
-                end = min(rows, start + step)
-                part = doubled[: end - start]
-                np.left_shift(key[start:end], 1, out=part, dtype=part.dtype)
-                np.bitwise_or(part, outcome[start:end], out=part, dtype=part.dtype)
-                table += np.bincount(part, minlength=2 * size)
-            table = table.reshape(size, 2)
-            counts = table[:, 0] + table[:, 1]
-            ks = table[:, 1]
+        first = None
+        if prepared is not None:  # counted already: present keys, counts, first rows
+            key, size, stride, dense = prepared.key, prepared.size, prepared.size, True
+            counts, ks, decode, first = (
+                prepared.counts,
+                prepared.ks,
+                prepared.present,
+                prepared.first,
+            )
         else:
-            counts = np.bincount(key, minlength=size)
-        if dense:  # keep only the keys present in this batch
-            decode = np.flatnonzero(counts)
-            counts = counts[decode]
-            ks = ks[decode] if rollouts else None
+            key, size = None, 1
+            for idx, gmap in parts:
+                if idx is not None and len(gmap) > 1:
+                    if size * len(gmap) >= 2**62:
+                        raise DataError(
+                            "too many distinct key values in one batch; lower batch_size"
+                        )
+                    key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
+                    size *= len(gmap)
+            key = np.zeros(rows, dtype=np.int64) if key is None else key
+            outcome = self._outcome(batch, base) if rollouts else None
+            dense, stride = is_dense(size, rows), size
+            if not dense:  # sparse key space: compact it (uniques in first-appearance order)
+                key, decode = pd.factorize(key)
+                key, size = key.astype(np.int64, copy=False), len(decode)
+            if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
+                work = self._scratch("doubled", chunk_rows(rows, size), work_dtype(key, size))
+                counts, ks, present = count_keys(key, size, outcome, work)
+                if dense:  # keep only the keys present in this batch (compacted: all are)
+                    decode = present
+            else:
+                counts = np.bincount(key, minlength=size)
+                if dense:
+                    decode = np.flatnonzero(counts)
+                    counts = counts[decode]
         gcodes = []
         for idx, gmap in parts:
             if idx is None or len(gmap) == 1:
@@ -280,7 +288,7 @@ class Reducer:
             else:
                 stride //= len(gmap)
                 gcodes.append(gmap[(decode // stride) % len(gmap)])
-        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base)
+        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base, first)
         row_cell = self._per_row(cell, key, decode if dense else None, size)
         if not rollouts:
             nrow = self._count(batch, self.plan.n, "n", base)
@@ -318,8 +326,10 @@ class Reducer:
 
         return per_row
 
-    def _cells(self, gcodes, key, decode, dense, size, base):
-        """Global cell ids of the present local keys; new cells numbered by first appearance."""
+    def _cells(self, gcodes, key, decode, dense, size, base, first=None):
+        """Global cell ids of the present local keys; new cells numbered by first appearance.
+
+        ``first`` (optional) is the first row of each present key, known already."""
         sizes = [len(values) for values in self.values]
         stored = [grow.a[: self.cells] for grow in self.codes]
         cell = self.cell_index.lookup(gcodes, sizes, stored)
@@ -327,18 +337,7 @@ class Reducer:
         if new.size == 0:
             return cell, _EMPTY, _EMPTY
         if dense:  # first row of each new key: a minimum over the rows holding it
-            first = np.full(size, len(key), dtype=np.int64)
-            head = min(len(key), 16 * len(new) + 4096)  # most keys show up early
-            np.minimum.at(first, key[:head], np.arange(head))
-            late = decode[new][first[decode[new]] == len(key)]
-            while late.size:  # the rest: rows holding keys not met yet, in growing spans
-                is_late = np.zeros(size, dtype=bool)
-                is_late[late] = True
-                start, head = head, min(len(key), 4 * head)
-                rows = start + np.flatnonzero(is_late[key[start:head]])
-                np.minimum.at(first, key[rows], rows)
-                late = late[first[late] == len(key)]
-            new_rows = first[decode[new]]
+            new_rows = first[new] if first is not None else first_rows(key, decode[new], size)
             sort = np.argsort(new_rows, kind="stable")
             new, new_rows = new[sort], new_rows[sort]
         else:  # compacted keys are numbered in first-appearance order already
@@ -406,7 +405,7 @@ class Reducer:
         width = self.bits.reserve(int(cell.max()), len(self.samples))  # bits per cell
         if size * width <= 8 * (8 * len(codes) + self.bits.SPREAD):
             # the batch's cells' bits, in local key order, are O(rows): set them at once
-            rows, step = len(codes), _chunk(len(codes), 0)
+            rows, step = len(codes), chunk_rows(len(codes), 0)
             offset = self._scratch("bit", step, np.int64)
             narrow = size * width < 2**31  # int32 arithmetic (int64 mixed with int32 is slow)
             work = self._scratch("bit32", step, np.int32) if narrow else offset

@@ -254,10 +254,10 @@ def test_bits_add_cells_against_brute_force():
 
 def test_chunked_per_row_passes(logs, monkeypatch):
     """Per-row passes in chunks (a few rows each here) give the same cells and checks."""
-    from bayes_regimes import _streaming
+    from bayes_regimes import _batchcount
 
     root, rows = logs
-    monkeypatch.setattr(_streaming, "_CHUNK", 7)
+    monkeypatch.setattr(_batchcount, "CHUNK", 7)
     got = reduce_rollouts(root, group="model", sample="sample", batch_size=500, progress=False)
     assert got == RolloutData.from_rollouts(rows, group="model", sample="sample")
     bad = rows.copy()
@@ -268,3 +268,52 @@ def test_chunked_per_row_passes(logs, monkeypatch):
     _write_hive(bad, folder, files_per_part=1, row_group=10_000)
     with pytest.raises(DataError, match="repeats file"):
         reduce_rollouts(folder, group="model", sample="sample", batch_size=500, progress=False)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_reader_thread_counting_matches_the_reducer(logs, threads, monkeypatch):
+    """Batches counted in the read-ahead threads (_batchcount.prepare) give exactly what
+    the Reducer gives counting every batch itself: cells, order, counts, features."""
+    from bayes_regimes import _batchcount
+    from bayes_regimes import reduce as reduce_module
+
+    root, rows = logs
+    calls = {"prepared": 0}
+    real = _batchcount.prepare
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["prepared"] += out is not None
+        return out
+
+    monkeypatch.setattr(reduce_module, "prepare", counting)
+    kwargs = dict(group="model", sample="sample", threads=threads, batch_size=29, progress=False)
+    fast = reduce_rollouts(root, **kwargs)
+    assert calls["prepared"] > 0  # the dictionary-encoded keys took the threaded path
+    monkeypatch.setattr(reduce_module, "prepare", lambda *args, **kwargs: None)
+    slow = reduce_rollouts(root, **kwargs)
+    assert fast == slow == RolloutData.from_rollouts(rows, group="model", sample="sample")
+    assert fast.cells["problem"].tolist() == slow.cells["problem"].tolist()
+
+
+def test_prepare_declines_what_the_reducer_must_check():
+    """Nulls, non-boolean outcomes, plain (non-dictionary) keys and missing partition
+    values go to the Reducer, which names the bad row."""
+    import pyarrow as pa
+
+    from bayes_regimes._batchcount import prepare
+
+    ids = pa.array(["a", "b", "a"]).dictionary_encode()
+    ok = pa.record_batch({"problem_id": ids, "correct": [True, False, True]})
+    counted = prepare(("problem_id",), "correct", ok, {})
+    assert counted is not None
+    assert counted.counts.tolist() == [2, 1] and counted.ks.tolist() == [2, 0]
+    assert counted.first.tolist() == [0, 1]
+    for batch, consts in [
+        (pa.record_batch({"problem_id": ids, "correct": [True, None, True]}), {}),
+        (pa.record_batch({"problem_id": ids, "correct": [1, 0, 1]}), {}),
+        (pa.record_batch({"problem_id": ["a", "b", "a"], "correct": [True, False, True]}), {}),
+        (ok, {"model": None}),
+    ]:
+        keys = ("problem_id", "model") if consts else ("problem_id",)
+        assert prepare(keys, "correct", batch, consts) is None

@@ -1,0 +1,152 @@
+"""Per-batch counting of the streamed reduction: pure functions of one record batch.
+
+:class:`~bayes_regimes._streaming.Reducer` adds each batch to global per-cell state
+in scan order, on the calling thread. The per-row part of that work needs nothing
+global: the local key of each row (mixed-radix over the key columns' dictionary
+indices), the rollouts and successes per present key, and the first row of each
+present key. :func:`prepare` does that part for the common batch (per-rollout rows,
+dictionary-encoded or partition key columns, a boolean outcome without nulls) in the
+read-ahead thread that decoded the batch, so that the calling thread, which must
+keep up with the decoders, only maps present keys to cells. Anything else (and any
+bad value) returns None, and the Reducer does the whole batch itself, raising its
+errors with the row named.
+
+Examples
+--------
+>>> import numpy as np
+>>> counts, ks, present = count_keys(
+...     np.array([2, 0, 2], np.int32), 3, np.array([1, 0, 0], np.uint8)
+... )
+>>> counts.tolist(), ks.tolist(), present.tolist()
+([1, 2], [0, 1], [0, 2])
+>>> first_rows(np.array([2, 0, 2, 1]), np.array([1, 2]), 3).tolist()
+[3, 0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+CHUNK = 1 << 16  # rows per chunk of a per-row pass (its int32 work array: 256 KiB)
+
+
+def chunk_rows(rows: int, bins: int) -> int:
+    """Rows per chunk of a per-row pass: its work arrays stay in cache, while the
+    per-chunk results (``bins`` of them) are added up at most ``rows / 4`` times."""
+    return max(CHUNK, 8 * bins) if rows > CHUNK else max(rows, 1)
+
+
+def is_dense(size: int, rows: int) -> bool:
+    """Whether a local key space of ``size`` is counted directly (bins stay O(batch))."""
+    return size <= 2 * rows + 65536
+
+
+def work_dtype(key: np.ndarray, size: int) -> type:
+    """int32 work arrays for int32 keys (dictionary codes) of a small space, else int64."""
+    return np.int32 if key.dtype == np.int32 and 2 * size < 2**31 else np.int64
+
+
+def count_keys(
+    key: np.ndarray, size: int, outcome: np.ndarray, work: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rollouts, successes and the present keys of a dense local key.
+
+    One ``bincount`` over ``2 * key + outcome`` in cache-sized chunks counts both.
+    ``work`` is an optional reused buffer of at least :func:`chunk_rows` items of
+    :func:`work_dtype`.
+    """
+    rows = len(key)
+    step = chunk_rows(rows, size)
+    dtype = work_dtype(key, size)
+    if work is None or len(work) < step or work.dtype != dtype:
+        work = np.empty(step, dtype=dtype)
+    table = np.zeros(2 * size, dtype=np.int64)
+    for start in range(0, rows, step):
+        end = min(rows, start + step)
+        part = work[: end - start]
+        np.left_shift(key[start:end], 1, out=part, dtype=part.dtype)
+        np.bitwise_or(part, outcome[start:end], out=part, dtype=part.dtype)
+        table += np.bincount(part, minlength=2 * size)
+    table = table.reshape(size, 2)
+    counts = table[:, 0] + table[:, 1]
+    present = np.flatnonzero(counts)
+    return counts[present], table[present, 1], present
+
+
+def first_rows(key: np.ndarray, wanted: np.ndarray, size: int) -> np.ndarray:
+    """The first row holding each of the keys ``wanted`` (each present in ``key``)."""
+    rows = len(key)
+    first = np.full(size, rows, dtype=np.int64)
+    head = min(rows, 16 * len(wanted) + 4096)  # most keys show up early
+    np.minimum.at(first, key[:head], np.arange(head))
+    late = wanted[first[wanted] == rows]
+    while late.size:  # the rest: rows holding keys not met yet, in growing spans
+        is_late = np.zeros(size, dtype=bool)
+        is_late[late] = True
+        start, head = head, min(rows, 4 * head)
+        found = start + np.flatnonzero(is_late[key[start:head]])
+        np.minimum.at(first, key[found], found)
+        late = late[first[late] == rows]
+    return first[wanted]
+
+
+@dataclasses.dataclass(frozen=True)
+class Counted:
+    """The per-row work of one batch (see :func:`prepare`)."""
+
+    key: np.ndarray  # local key of each row
+    size: int  # local key space: the product of the dictionary sizes above 1
+    counts: np.ndarray  # rollouts per present key
+    ks: np.ndarray  # successes per present key
+    present: np.ndarray  # the present local keys, ascending
+    first: np.ndarray  # first row of each present key
+
+
+def bool_outcome(arr: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as uint8 0/1, unpacked from its bitmap (no nulls)."""
+    bits = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset // 8 :]
+    unpacked = np.unpackbits(bits, count=arr.offset % 8 + len(arr), bitorder="little")
+    return unpacked[arr.offset % 8 :]
+
+
+def prepare(
+    keys: tuple, outcome: Any, batch: pa.RecordBatch, consts: Mapping[str, Any]
+) -> Counted | None:
+    """Count one batch of per-rollout rows, or None when the Reducer must do it.
+
+    ``keys`` are the key columns in plan order and ``consts`` the partition values
+    of the batch's file. Handled: every key column is a partition value or a
+    dictionary-encoded column without nulls, the outcome is boolean without nulls,
+    and the local key space is dense. The local key combines the dictionary indices
+    exactly as :meth:`Reducer.add` combines its key codes.
+    """
+    rows = batch.num_rows
+    arr = batch.column(outcome) if outcome in batch.schema.names else None
+    if rows == 0 or arr is None or not pa.types.is_boolean(arr.type) or arr.null_count:
+        return None
+    key, size = None, 1
+    for name in keys:
+        if name in consts:
+            if consts[name] is None:  # the Reducer names the missing partition value
+                return None
+            continue
+        if name not in batch.schema.names:
+            return None
+        col = batch.column(name)
+        if not pa.types.is_dictionary(col.type) or col.null_count:
+            return None
+        width = len(col.dictionary)
+        if width > 1:
+            idx = col.indices.to_numpy(zero_copy_only=False)
+            key = idx if key is None else key.astype(np.int64) * width + idx
+            size *= width
+    if size >= 2**62 or not is_dense(size, rows):
+        return None
+    key = np.zeros(rows, dtype=np.int64) if key is None else key
+    counts, ks, present = count_keys(key, size, bool_outcome(arr))
+    return Counted(key, size, counts, ks, present, first_rows(key, present, size))
