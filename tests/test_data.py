@@ -134,6 +134,22 @@ def test_strata_with_group_and_condition():
     assert only_condition.strata == ["all|c1", "all|c2"]
 
 
+def test_strata_that_join_to_the_same_label_are_one_stratum():
+    # ("a|b", "c") and ("a", "b|c") both read "a|b|c": one stratum, as its label says.
+    df = pd.DataFrame(
+        {
+            "problem_id": ["p", "p", "q"],
+            "model": ["a|b", "a", "a"],
+            "cond": ["c", "b|c", "d"],
+            "n": 2,
+            "k": 1,
+        }
+    )
+    data = RolloutData.from_counts(df, group="model", condition="cond")
+    assert data.strata == ["a|b|c", "a|d"]
+    assert data.stratum_index.tolist() == [0, 0, 1]
+
+
 def test_problem_from_several_columns():
     df = pd.DataFrame(
         {"benchmark": ["I", "O", "I"], "problem_id": [0, 0, 1], "n": 10, "k": [1, 2, 3]}
