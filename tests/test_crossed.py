@@ -82,6 +82,28 @@ def test_needs_two_models(sim):
         CrossedRegimeModel(both, centered="sometimes")
 
 
+def _grid(models: int, problems: int, n: int, k: int) -> RolloutData:
+    i, m = np.divmod(np.arange(models * problems), models)
+    counts = pd.DataFrame(
+        {"problem_id": [f"q{j}" for j in i], "model": [f"m{j}" for j in m], "n": n, "k": k}
+    )
+    return RolloutData.from_counts(counts, group="model")
+
+
+def test_auto_centering_needs_members_and_both_outcomes():
+    # 10 models x 30 problems x 10, half solved: 150 successes and failures per model,
+    # 50 per problem -> both centred.
+    assert CrossedRegimeModel(_grid(10, 30, 10, 5)).centering == (True, True)
+    # Four models (as in the SBC design): the ability sd is weakly identified, so the
+    # abilities stay non-centred however much data each model has.
+    assert CrossedRegimeModel(_grid(4, 30, 10, 5)).centering == (False, True)
+    # Nearly always solved: plenty of successes but 10 failures per problem (the logit
+    # is not pinned down) -> non-centred difficulties; 30 failures per model suffice.
+    assert CrossedRegimeModel(_grid(10, 30, 10, 9)).centering == (True, False)
+    # The user's choice wins.
+    assert CrossedRegimeModel(_grid(4, 30, 10, 5), centered=True).centering == (True, True)
+
+
 def test_slab_shapes_mean():
     eta = np.linspace(-8, 5, 7)
     for slab in ("beta", "beta_logit"):
