@@ -1,15 +1,11 @@
-"""Per-batch counting of the streamed reduction: pure functions of one record batch.
+"""Per-batch counting of the streamed reduction: pure functions of one batch's arrays.
 
-:class:`~bayes_regimes._streaming.Reducer` adds each batch to global per-cell state
-in scan order, on the calling thread. The per-row part of that work needs nothing
-global: the local key of each row (mixed-radix over the key columns' dictionary
-indices), the rollouts and successes per present key, and the first row of each
-present key. :func:`prepare` does that part for the common batch (per-rollout rows,
-dictionary-encoded or partition key columns, a boolean outcome without nulls) in the
-read-ahead thread that decoded the batch, so that the calling thread, which must
-keep up with the decoders, only maps present keys to cells. Anything else (and any
-bad value) returns None, and the Reducer does the whole batch itself, raising its
-errors with the row named.
+:class:`~bayes_regimes._streaming.Reducer` counts each batch over a local key
+(mixed-radix over the key columns' codes): rollouts and successes per present key in
+one ``bincount`` (:func:`count_keys`), and the first row of each new key
+(:func:`first_rows`), in cache-sized chunks. Nothing here touches the Reducer's
+state. (Running this part in the read-ahead threads was measured slower: numpy's
+per-chunk passes hold the GIL that the decoding threads and the caller need.)
 
 Examples
 --------
@@ -24,10 +20,6 @@ Examples
 """
 
 from __future__ import annotations
-
-import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -95,58 +87,8 @@ def first_rows(key: np.ndarray, wanted: np.ndarray, size: int) -> np.ndarray:
     return first[wanted]
 
 
-@dataclasses.dataclass(frozen=True)
-class Counted:
-    """The per-row work of one batch (see :func:`prepare`)."""
-
-    key: np.ndarray  # local key of each row
-    size: int  # local key space: the product of the dictionary sizes above 1
-    counts: np.ndarray  # rollouts per present key
-    ks: np.ndarray  # successes per present key
-    present: np.ndarray  # the present local keys, ascending
-    first: np.ndarray  # first row of each present key
-
-
 def bool_outcome(arr: pa.Array) -> np.ndarray:
     """A boolean Arrow array as uint8 0/1, unpacked from its bitmap (no nulls)."""
     bits = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset // 8 :]
     unpacked = np.unpackbits(bits, count=arr.offset % 8 + len(arr), bitorder="little")
     return unpacked[arr.offset % 8 :]
-
-
-def prepare(
-    keys: tuple, outcome: Any, batch: pa.RecordBatch, consts: Mapping[str, Any]
-) -> Counted | None:
-    """Count one batch of per-rollout rows, or None when the Reducer must do it.
-
-    ``keys`` are the key columns in plan order and ``consts`` the partition values
-    of the batch's file. Handled: every key column is a partition value or a
-    dictionary-encoded column without nulls, the outcome is boolean without nulls,
-    and the local key space is dense. The local key combines the dictionary indices
-    exactly as :meth:`Reducer.add` combines its key codes.
-    """
-    rows = batch.num_rows
-    arr = batch.column(outcome) if outcome in batch.schema.names else None
-    if rows == 0 or arr is None or not pa.types.is_boolean(arr.type) or arr.null_count:
-        return None
-    key, size = None, 1
-    for name in keys:
-        if name in consts:
-            if consts[name] is None:  # the Reducer names the missing partition value
-                return None
-            continue
-        if name not in batch.schema.names:
-            return None
-        col = batch.column(name)
-        if not pa.types.is_dictionary(col.type) or col.null_count:
-            return None
-        width = len(col.dictionary)
-        if width > 1:
-            idx = col.indices.to_numpy(zero_copy_only=False)
-            key = idx if key is None else key.astype(np.int64) * width + idx
-            size *= width
-    if size >= 2**62 or not is_dense(size, rows):
-        return None
-    key = np.zeros(rows, dtype=np.int64) if key is None else key
-    counts, ks, present = count_keys(key, size, bool_outcome(arr))
-    return Counted(key, size, counts, ks, present, first_rows(key, present, size))

@@ -36,7 +36,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bayes_regimes._batchcount import (
-    Counted,
     bool_outcome,
     chunk_rows,
     count_keys,
@@ -233,54 +232,36 @@ class Reducer:
         return values
 
     # ----------------------------------------------------------------- batches
-    def add(
-        self, batch: pa.RecordBatch, consts: Mapping, base: int, prepared: Counted | None = None
-    ) -> None:
-        """Reduce one batch; ``base`` is the position of its first row.
-
-        ``prepared`` is the batch's per-row work done by :func:`_batchcount.prepare`
-        (in a read-ahead thread); without it the batch is counted here.
-        """
+    def add(self, batch: pa.RecordBatch, consts: Mapping, base: int) -> None:
+        """Reduce one batch; ``base`` is the position of its first row."""
         rows = batch.num_rows
         if rows == 0:
             return
         parts = [self._key(j, batch, consts, base) for j in range(len(self.plan.keys))]
+        key, size = None, 1
+        for idx, gmap in parts:
+            if idx is not None and len(gmap) > 1:
+                if size * len(gmap) >= 2**62:
+                    raise DataError("too many distinct key values in one batch; lower batch_size")
+                key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
+                size *= len(gmap)
+        key = np.zeros(rows, dtype=np.int64) if key is None else key
         rollouts = self.plan.kind == "rollouts"
-        first = None
-        if prepared is not None:  # counted already: present keys, counts, first rows
-            key, size, stride, dense = prepared.key, prepared.size, prepared.size, True
-            counts, ks, decode, first = (
-                prepared.counts,
-                prepared.ks,
-                prepared.present,
-                prepared.first,
-            )
+        outcome = self._outcome(batch, base) if rollouts else None
+        dense, stride = is_dense(size, rows), size
+        if not dense:  # sparse key space: compact it (uniques in first-appearance order)
+            key, decode = pd.factorize(key)
+            key, size = key.astype(np.int64, copy=False), len(decode)
+        if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
+            work = self._scratch("doubled", chunk_rows(rows, size), work_dtype(key, size))
+            counts, ks, present = count_keys(key, size, outcome, work)
+            if dense:  # keep only the keys present in this batch (compacted: all are)
+                decode = present
         else:
-            key, size = None, 1
-            for idx, gmap in parts:
-                if idx is not None and len(gmap) > 1:
-                    if size * len(gmap) >= 2**62:
-                        raise DataError(
-                            "too many distinct key values in one batch; lower batch_size"
-                        )
-                    key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
-                    size *= len(gmap)
-            key = np.zeros(rows, dtype=np.int64) if key is None else key
-            outcome = self._outcome(batch, base) if rollouts else None
-            dense, stride = is_dense(size, rows), size
-            if not dense:  # sparse key space: compact it (uniques in first-appearance order)
-                key, decode = pd.factorize(key)
-                key, size = key.astype(np.int64, copy=False), len(decode)
-            if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
-                work = self._scratch("doubled", chunk_rows(rows, size), work_dtype(key, size))
-                counts, ks, present = count_keys(key, size, outcome, work)
-                if dense:  # keep only the keys present in this batch (compacted: all are)
-                    decode = present
-            else:
-                counts = np.bincount(key, minlength=size)
-                if dense:
-                    decode = np.flatnonzero(counts)
-                    counts = counts[decode]
+            counts = np.bincount(key, minlength=size)
+            if dense:
+                decode = np.flatnonzero(counts)
+                counts = counts[decode]
         gcodes = []
         for idx, gmap in parts:
             if idx is None or len(gmap) == 1:
@@ -288,7 +269,7 @@ class Reducer:
             else:
                 stride //= len(gmap)
                 gcodes.append(gmap[(decode // stride) % len(gmap)])
-        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base, first)
+        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base)
         row_cell = self._per_row(cell, key, decode if dense else None, size)
         if not rollouts:
             nrow = self._count(batch, self.plan.n, "n", base)
@@ -326,10 +307,8 @@ class Reducer:
 
         return per_row
 
-    def _cells(self, gcodes, key, decode, dense, size, base, first=None):
-        """Global cell ids of the present local keys; new cells numbered by first appearance.
-
-        ``first`` (optional) is the first row of each present key, known already."""
+    def _cells(self, gcodes, key, decode, dense, size, base):
+        """Global cell ids of the present local keys; new cells numbered by first appearance."""
         sizes = [len(values) for values in self.values]
         stored = [grow.a[: self.cells] for grow in self.codes]
         cell = self.cell_index.lookup(gcodes, sizes, stored)
@@ -337,7 +316,7 @@ class Reducer:
         if new.size == 0:
             return cell, _EMPTY, _EMPTY
         if dense:  # first row of each new key: a minimum over the rows holding it
-            new_rows = first[new] if first is not None else first_rows(key, decode[new], size)
+            new_rows = first_rows(key, decode[new], size)
             sort = np.argsort(new_rows, kind="stable")
             new, new_rows = new[sort], new_rows[sort]
         else:  # compacted keys are numbered in first-appearance order already

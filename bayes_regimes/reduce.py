@@ -55,7 +55,7 @@ import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
 import fsspec
@@ -67,7 +67,6 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from bayes_regimes._batchcount import Counted, prepare
 from bayes_regimes._cellkeys import _first_flags, _labels
 from bayes_regimes._keyindex import read_ahead
 from bayes_regimes._streaming import (
@@ -312,30 +311,25 @@ def _scan(
     columns = _columns(src, plan)
     reducer = Reducer(plan, src.locate, src.rows_matching)
     index = {path: i for i, path in enumerate(src.files)}
-    count = None  # the per-row work of plain per-rollout batches, in the reader threads
-    if plan.kind == "rollouts":
-        count = functools.partial(prepare, plan.keys, plan.outcome)
 
     def stream(fragment: ds.Fragment) -> tuple:
         consts = ds.get_partition_keys(fragment.partition_expression)
-        consts = {c: consts.get(c) for c in src.parts}
-
-        def opened() -> Iterator[tuple[pa.RecordBatch, Counted | None]]:
-            # Runs in a read-ahead thread: the per-row counting is done here too.
-            for batch in fragment.to_batches(
-                schema=dataset.schema, columns=columns, batch_size=batch_size, batch_readahead=2
-            ):
-                yield batch, count(batch, consts) if count is not None else None
-
-        return (consts, index[fragment.path] << POS_SHIFT), opened
+        opened = functools.partial(
+            fragment.to_batches,
+            schema=dataset.schema,
+            columns=columns,
+            batch_size=batch_size,
+            batch_readahead=2,
+        )
+        return ({c: consts.get(c) for c in src.parts}, index[fragment.path] << POS_SHIFT), opened
 
     done, last = 0, None
     streams = map(stream, dataset.get_fragments())
     with contextlib.closing(read_ahead(streams, workers)) as batches:  # stops the threads
-        for (consts, start), (batch, prepared) in batches:
+        for (consts, start), batch in batches:
             if start != last:  # a new file: its row positions start at file << POS_SHIFT
                 base, last = start, start
-            reducer.add(batch, consts, base, prepared)
+            reducer.add(batch, consts, base)
             base += batch.num_rows
             done += batch.num_rows
             tick(done)

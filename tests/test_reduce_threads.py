@@ -270,50 +270,27 @@ def test_chunked_per_row_passes(logs, monkeypatch):
         reduce_rollouts(folder, group="model", sample="sample", batch_size=500, progress=False)
 
 
-@pytest.mark.parametrize("threads", THREADS)
-def test_reader_thread_counting_matches_the_reducer(logs, threads, monkeypatch):
-    """Batches counted in the read-ahead threads (_batchcount.prepare) give exactly what
-    the Reducer gives counting every batch itself: cells, order, counts, features."""
-    from bayes_regimes import _batchcount
-    from bayes_regimes import reduce as reduce_module
+@pytest.mark.parametrize("chunk", [3, 1 << 16])
+def test_count_keys_and_first_rows_against_brute_force(chunk, monkeypatch):
+    """The per-batch counting kernel: counts, successes, present keys and first rows
+    equal plain Python loops, in one chunk or many."""
+    from bayes_regimes import _batchcount as bc
 
-    root, rows = logs
-    calls = {"prepared": 0}
-    real = _batchcount.prepare
-
-    def counting(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls["prepared"] += out is not None
-        return out
-
-    monkeypatch.setattr(reduce_module, "prepare", counting)
-    kwargs = dict(group="model", sample="sample", threads=threads, batch_size=29, progress=False)
-    fast = reduce_rollouts(root, **kwargs)
-    assert calls["prepared"] > 0  # the dictionary-encoded keys took the threaded path
-    monkeypatch.setattr(reduce_module, "prepare", lambda *args, **kwargs: None)
-    slow = reduce_rollouts(root, **kwargs)
-    assert fast == slow == RolloutData.from_rollouts(rows, group="model", sample="sample")
-    assert fast.cells["problem"].tolist() == slow.cells["problem"].tolist()
-
-
-def test_prepare_declines_what_the_reducer_must_check():
-    """Nulls, non-boolean outcomes, plain (non-dictionary) keys and missing partition
-    values go to the Reducer, which names the bad row."""
-    import pyarrow as pa
-
-    from bayes_regimes._batchcount import prepare
-
-    ids = pa.array(["a", "b", "a"]).dictionary_encode()
-    ok = pa.record_batch({"problem_id": ids, "correct": [True, False, True]})
-    counted = prepare(("problem_id",), "correct", ok, {})
-    assert counted is not None
-    assert counted.counts.tolist() == [2, 1] and counted.ks.tolist() == [2, 0]
-    assert counted.first.tolist() == [0, 1]
-    for batch, consts in [
-        (pa.record_batch({"problem_id": ids, "correct": [True, None, True]}), {}),
-        (pa.record_batch({"problem_id": ids, "correct": [1, 0, 1]}), {}),
-        (pa.record_batch({"problem_id": ["a", "b", "a"], "correct": [True, False, True]}), {}),
-        (ok, {"model": None}),
-    ]:
-        keys = ("problem_id", "model") if consts else ("problem_id",)
-        assert prepare(keys, "correct", batch, consts) is None
+    monkeypatch.setattr(bc, "CHUNK", chunk)
+    rng = np.random.default_rng(5)
+    for dtype, size in [(np.int32, 50), (np.int64, 7), (np.int32, 1)]:
+        key = rng.integers(0, size, 400).astype(dtype)
+        key[key == size // 2] = 0  # an absent key
+        outcome = (rng.random(400) < 0.3).astype(np.uint8)
+        counts, ks, present = bc.count_keys(key, size, outcome)
+        expect_present = sorted(set(key.tolist()))
+        assert present.tolist() == expect_present
+        assert counts.tolist() == [int((key == v).sum()) for v in expect_present]
+        assert ks.tolist() == [int(outcome[key == v].sum()) for v in expect_present]
+        wanted = np.array(expect_present[::-1])
+        firsts = bc.first_rows(key, wanted, size)
+        assert firsts.tolist() == [key.tolist().index(v) for v in wanted.tolist()]
+    # A key first seen late (after the head that is scanned at once) is still found.
+    key = np.zeros(100_000, dtype=np.int64)
+    key[-1] = 1
+    assert bc.first_rows(key, np.array([1, 0]), 2).tolist() == [99_999, 0]
