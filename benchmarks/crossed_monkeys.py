@@ -70,9 +70,10 @@ by the data, not by the slab. Calibration is what separates them:
   + kappa per model` (a per-model structural term u_m with prior sd HalfNormal(1.5),
   and a per-model slab concentration): lowest ECE (0.096), Brier (0.195) and max
   rescued-fraction error (0.21), and every model's 89 % interval of its rescued
-  fraction holds the truth. Its fit passed the diagnostics on seed 0 only: with 2
-  chains x 1,500 draws, seeds 1 and 2 end at R-hat 1.02 / ESS 389 and R-hat 1.01 / ESS
-  207 (flagged; run more chains for final numbers). Every variant predicts rescued
+  fraction holds the truth. With 4 chains x 1,500 draws its fit passes the diagnostics
+  on seed 0; on seeds 1 and 2 the ESS of ability_sd (7 models: a heavy-tailed scale)
+  stays at 348-366 and one propensity ends at R-hat 1.010 (flagged; with 2 chains it
+  was R-hat 1.02 / ESS 207-389). Every variant predicts rescued
   fractions that are too alike across models (Pythia 70M over-predicted, 12B
   under-predicted): from 2 training successes in 1,280 samples (70M) against 27 (12B)
   the data cannot say how much of a model's failures have p = 0 rather than p < 1e-3;
