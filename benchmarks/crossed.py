@@ -30,8 +30,10 @@ Run (from the repository root; the machine's load is recorded with the results):
 ``--part scale`` saves the fit (and a first report) as soon as it ends, then times
 the queries; ``--part scale --resume --queries regimes expected_gain_100`` redoes
 only the recovery and the named queries on the saved fit. ``--part vi`` reuses the
-NUTS fit and its regimes / expected gain saved by ``--part scale``.
-    .venv/bin/python benchmarks/crossed.py --part monkeys --seeds 3
+NUTS fit and its regimes / expected gain saved by ``--part scale``. The Monkeys
+study (every variant on every seed; finished fits are cached)::
+
+    .venv/bin/python benchmarks/crossed.py --part monkeys --seeds 3 --explore-seeds 3
 
 Writes ``benchmarks/results/crossed_<part>.json`` and ``.md``.
 """

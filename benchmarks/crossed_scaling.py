@@ -45,8 +45,9 @@ When to use which
   gradient of the 10^5-problem suite (2 x 10^6 cells) costs 12 ms for 2 vectorised
   chains against 1.2 s for the pytensor C backend on 2 idle CPU cores (9.8 s before
   the session-4 speed-up, under load), so 10^4-10^5 problems become a matter of
-  minutes to an hour instead of hours to days (NUTS on the CPU: >= 42 min at 10^4 and
-  >= 9 h at 10^5, extrapolated in results/crossed_scaling.md). At 10^3 problems
+  minutes to an hour instead of hours to days (NUTS on the CPU: more than 45 min at
+  10^4, measured in results/crossed_scaling_nuts_cpu.md, and >= 9 h at 10^5,
+  extrapolated in results/crossed_scaling.md). At 10^3 problems
   the GPU fit took 108 s (38 s of sampling, the rest JAX compilation and
   post-processing). On a GPU run ``fit(sampler="numpyro")`` (chains vectorised on the
   one device) with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
