@@ -266,8 +266,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         has at least :data:`CENTRE_MIN_SUCCESSES` successes and as many failures (so
         its logit is known to about +-0.3). With fewer members the population sd is
         weakly identified and a centred fit funnels whenever the sd is small (SBC of
-        4 models x 15 problems: divergences in most fits; Large Language Monkeys: 7
-        models, one with 2 successes in 1,280 samples).
+        4 models x 15 problems: divergences in most fits under the former rule).
         """
         cfg = self.config["centered"]
         if cfg != "auto":
