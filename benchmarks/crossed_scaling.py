@@ -43,21 +43,21 @@ When to use which
 - numpyro (JAX) compiles the same model; on a CPU it is no faster than nutpie. On a
   GPU (one H200, results/crossed_scaling_gpu.md and jax_gradients_gpu.md) one
   gradient of the 10^5-problem suite (2 x 10^6 cells) costs 12 ms for 2 vectorised
-  chains against 1.2 s for the pytensor C backend on 2 idle CPU cores (9.8 s before
-  the session-4 speed-up, under load), so 10^4-10^5 problems become a matter of
-  minutes to an hour instead of hours to days (NUTS on the CPU: more than 45 min at
-  10^4, measured in results/crossed_scaling_nuts_cpu.md, and >= 9 h at 10^5,
-  extrapolated in results/crossed_scaling.md). At 10^3 problems
-  the GPU fit took 108 s (38 s of sampling, the rest JAX compilation and
-  post-processing). On a GPU run ``fit(sampler="numpyro")`` (chains vectorised on the
-  one device) with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``.
+  chains against 1.2 s for the pytensor C backend on 2 idle CPU cores. At 10^3
+  problems the GPU fit took 108 s (38 s of sampling, the rest JAX compilation and
+  post-processing). At 10^4 and 10^5 problems the GPU fits did not finish inside
+  4.5 / 3.8-min caps (results/crossed_scaling_gpu_1e4.md, _1e5.md): the first warm-up
+  iterations ran at 22 s / 9 s each (largest tree depth while the step size adapts)
+  after more than 2 min of start-up, so budget a long job. On a GPU run
+  ``fit(sampler="numpyro")`` (chains vectorised on the one device) with
+  ``XLA_PYTHON_CLIENT_PREALLOCATE=false``; ``--progress`` records how far a capped run got.
 
 GPU run (the device machine has JAX and numpyro; carry wheels of pymc, pytensor and
 arviz 1.x)::
 
     XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/crossed_scaling.py \
-        --methods numpyro --sizes 1000 10000 100000 --models 20 --draws 250 --tune 250 \
-        --max-minutes 3.5 --no-gradients --out crossed_scaling_gpu
+        --methods numpyro --sizes 10000 --models 20 --draws 250 --tune 250 \
+        --max-minutes 4.5 --no-gradients --progress --out crossed_scaling_gpu_1e4
 - ADVI for 10^4+ problems, or to explore: minutes instead of hours (10^3 problems:
   converged in 135 s; 10^4: 5,400 steps in 6 min, not yet converged, abilities
   already correlate 0.99 with the truth), but it misstates posterior spread and its
@@ -69,6 +69,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -148,7 +149,8 @@ def worker_main(spec: dict) -> dict:
                 chains=spec["chains"],
                 sampler=spec["method"],
                 random_seed=spec["seed"],
-                progressbar=False,
+                # --progress: the bar goes to stderr, whose tail a timed-out run records.
+                progressbar=bool(spec.get("progress")),
             )
     out["fit_s"] = time.perf_counter() - start
     info = json.loads(model.idata.attrs["fit"])
@@ -187,16 +189,28 @@ def run_one(spec: dict, timeout_s: float) -> dict:
     try:
         rec = run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)], timeout_s)
         rec["status"] = "measured"
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as err:
         rec = {"method": spec["method"], "problems": spec["problems"], "status": "timed out"}
         rec["fit_s"] = None
         rec["note"] = f"killed at the {timeout_s:.0f} s cap"
+        progress = _last_progress(err.stderr)
+        if progress:
+            rec["note"] += f"; sampler progress then: {progress}"
     except RuntimeError as err:
         rec = {"method": spec["method"], "problems": spec["problems"], "status": "failed"}
         rec["note"] = str(err).splitlines()[-1][:200]
     rec["wall_s"] = time.perf_counter() - start
     rec["load_average"] = load_average()
     return rec
+
+
+def _last_progress(stderr: bytes | str | None) -> str:
+    """The last progress-bar update in a worker's stderr ("" when there is none)."""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\[A", "", stderr or "")  # cursor moves
+    updates = [u.strip() for u in re.split(r"[\r\n]", plain) if "it/s]" in u or "s/it]" in u]
+    return updates[-1] if updates else ""
 
 
 def run_all(args, save=lambda partial: None) -> dict:
@@ -206,6 +220,7 @@ def run_all(args, save=lambda partial: None) -> dict:
     interrupted benchmark still leaves its measured rows on disk.
     """
     base = {"models": args.models, "seed": args.seed, "chains": args.chains}
+    base["progress"] = args.progress
     cap = args.max_minutes * 60
     grads = {}
     if args.reuse_gradients:  # gradient costs measured by an earlier run
@@ -276,6 +291,10 @@ def _load_note(results: dict) -> str:
 def _gpu_note(results: dict) -> str:
     if any("gpu" in str(r.get("device", "")).lower() for r in results["runs"]):
         return " (the numpyro rows ran on it: the device column says so)"
+    jax_saw_gpu = not str(results["accelerator"]).startswith(("none", "unknown"))
+    if jax_saw_gpu and any(r.get("method") == "numpyro" for r in results["runs"]):
+        # A timed-out worker reports no device; JAX's default backend is the GPU it saw.
+        return " (JAX saw it, so the numpyro rows, timed-out ones included, ran on it)"
     return " (no GPU numbers: none was used)"
 
 
@@ -365,6 +384,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-minutes", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="crossed_scaling")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show the NUTS progress bar in the worker; a timed-out run records its last update",
+    )
     parser.add_argument("--reuse-gradients", help="results JSON whose gradient costs to reuse")
     parser.add_argument(
         "--no-gradients",

@@ -278,12 +278,20 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
+def _shared(machine: dict) -> str:
+    """Whether other jobs shared the cores, judged at the start (the end load includes
+    this script's own Dask workers)."""
+    start = (machine.get("load_average_start") or [0.0])[0]
+    busy = start > 0.5 * machine["cpu_count"]
+    return " (other jobs shared the machine)" if busy else " (idle at the start)"
+
+
 def write(results: dict, out: Path) -> None:
     m = results["machine"]
     lines = [
         f"{m['cpu']}, {m['cpu_count']} CPUs, Python {m['python']}, "
         f"pyarrow {m['packages']['pyarrow']}; load average {m['load_average_start']} at the "
-        f"start, {m.get('load_average_end')} at the end (other jobs shared the machine); "
+        f"start, {m.get('load_average_end')} at the end{_shared(m)}; "
         f"batch size {results['batch_size']:,} rows; {results.get('threads', 0)} read-ahead "
         "threads; best of repeated runs, warm page cache.",
         "",

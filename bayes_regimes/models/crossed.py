@@ -61,7 +61,7 @@ A gradient costs one beta-binomial per cell plus ``PROPENSITY_NODES`` softplus t
 per failed cell (the per-model structural terms enter as problems x models counts
 times a models x nodes table). Measured fit times: ``benchmarks/results/crossed_scale.md``
 (50 models x 500 problems x 10 samples, NUTS on 2 CPU cores) and
-``crossed_scaling.md`` / ``crossed_scaling_gpu.md`` (10^3 to 10^5 problems). Beyond
+``crossed_scaling.md`` / ``crossed_scaling_gpu*.md`` (10^3 to 10^5 problems). Beyond
 what NUTS does on a CPU:
 
 - ``fit(sampler="numpyro")`` compiles the same model with JAX; on a GPU the per-cell
