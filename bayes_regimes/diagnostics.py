@@ -200,6 +200,14 @@ def check_posterior(
     n_div = int(np.sum(diverging)) if diverging is not None else 0
     if n_div:
         problems.append(f"{n_div} divergent transition(s)")
+        # A chain divergent on most transitions is frozen where its tuning ended (seen
+        # on the paper's table: step size 7x smaller than the other chain's); say so.
+        stuck = np.flatnonzero(np.mean(np.asarray(diverging, bool), axis=-1) > 0.5)
+        if stuck.size:
+            problems.append(
+                f"chain(s) {stuck.tolist()} stuck (most transitions divergent): refit "
+                "with another random_seed, more tuning or a higher target_accept"
+            )
     bfmi = _bfmi(np.asarray(energy, float)) if energy is not None else np.full(n_chains, np.nan)
     if np.any(bfmi < BFMI_MIN):
         problems.append(f"E-BFMI < {BFMI_MIN} in {int(np.sum(bfmi < BFMI_MIN))} chain(s)")

@@ -137,6 +137,7 @@ from router_scoring import (
 
 from bayes_regimes import paper
 from bayes_regimes.errors import DiagnosticsWarning
+from bayes_regimes.models.interventions import DEFAULT_PRIORS
 from bayes_regimes.routing import _cell_posterior, _thin, total_rollouts
 
 __all__ = ["cv_accuracy", "main", "render", "score"]
@@ -374,6 +375,7 @@ def main(argv=None) -> int:
         "bootstrap": B_BOOT,
         "interval": LEVEL,
         "loo_draws": args.loo_draws,
+        "priors": DEFAULT_PRIORS,  # InterventionModel's, for every part run now
     }
     results["machine"] = machine_info()
     for part in args.parts:

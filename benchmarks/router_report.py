@@ -92,6 +92,7 @@ def _router_md(res: dict, title: str) -> list[str]:
         + "; ".join(
             f"{f['fit']} {'ok' if f['ok'] else 'FAILED (' + '; '.join(f['problems']) + ')'}"
             f" (R-hat {f['max_r_hat']:.3f}, ESS {f['min_ess_bulk']:.0f}, div {f['divergences']})"
+            + _retry_note(f)
             for f in fits
         ),
         "",
@@ -165,6 +166,18 @@ def _headline(results: dict) -> list[str]:
     ]
 
 
+def _retry_note(fit: dict) -> str:
+    """What a refitted fit's first attempt looked like (router_fit.fit_cached)."""
+    first = fit.get("retried_after")
+    if not first:
+        return ""
+    return (
+        f" [refitted with seed {first['seed'] + 1000}: the first attempt (seed {first['seed']}) "
+        f"had stuck chain(s) {first['stuck_chains']}, R-hat {first['max_r_hat']:.2f}, "
+        f"div {first['divergences']}]"
+    )
+
+
 def render(results: dict) -> str:
     lines = ["# Bayesian router vs the paper's rule (benchmarks/router.py)", ""]
     s = results.get("settings", {})
@@ -178,7 +191,7 @@ def render(results: dict) -> str:
             "",
             f"Fit: {'ok' if f['ok'] else 'FAILED'}; max R-hat {f['max_r_hat']:.3f}, "
             f"min ESS {f['min_ess_bulk']:.0f}, divergences {f['divergences']}, "
-            f"{f['wall_s'] and round(f['wall_s'])} s.",
+            f"{f['wall_s'] and round(f['wall_s'])} s{_retry_note(f)}.",
             "",
         ]
         obs = {(o["by"], o["regime"]): o["outcome_fraction"] for o in full["outcome_fractions"]}

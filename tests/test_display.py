@@ -133,3 +133,16 @@ def test_plot_method_passes_options_through(fitted):
     fig, ax = plt.subplots()
     assert _quiet(lambda: fitted.plot_regime_fractions(ax=ax)) is fig
     plt.close(fig)
+
+
+def test_check_posterior_names_a_stuck_chain():
+    rng = np.random.default_rng(1)
+    post = xr.Dataset({"mu": (("chain", "draw"), rng.normal(size=(3, 200)))})
+    diverging = np.zeros((3, 200), bool)
+    diverging[2] = True  # frozen chain
+    diverging[0, :5] = True  # a few divergences only
+    report = check_posterior(post, diverging=diverging)
+    assert not report.ok
+    assert "chain(s) [2] stuck" in report.message
+    few = check_posterior(post, diverging=np.eye(3, 200, dtype=bool))
+    assert "stuck" not in few.message and "3 divergent transition(s)" in few.message

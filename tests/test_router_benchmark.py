@@ -144,3 +144,23 @@ def test_cv_accuracy_beats_majority_on_separable_data():
     # Features carrying no information: no better than the majority class.
     noise = rs.cv_accuracy(rng.normal(size=(600, 3)), np.array(["a", "b"])[y % 2], 5, 0)
     assert noise["accuracy"] < noise["majority"] + 0.08
+
+
+def test_stuck_chain_detection_and_retry_note():
+    import xarray as xr
+    from router_fit import stuck_chains
+    from router_report import _retry_note
+
+    diverging = np.zeros((3, 10), dtype=bool)
+    diverging[1, :] = True  # frozen chain: every transition divergent
+    diverging[2, :4] = True  # a few divergences: flagged by diagnostics, not stuck
+    fake = type(
+        "Fit",
+        (),
+        {"idata": {"sample_stats": xr.Dataset({"diverging": (("chain", "draw"), diverging)})}},
+    )()
+    assert stuck_chains(fake) == [1]
+    assert _retry_note({"ok": True}) == ""
+    first = {"seed": 0, "stuck_chains": [1], "max_r_hat": 2.26, "divergences": 1000}
+    note = _retry_note({"retried_after": first})
+    assert "seed 1000" in note and "stuck chain(s) [1]" in note and "div 1000" in note
