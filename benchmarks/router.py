@@ -58,12 +58,12 @@ Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 1000 / 500), target_acce
 every fit's diagnostics are recorded and a failed fit is flagged in the tables.
 Fitted models are cached under ``--cache`` so that an interrupted run resumes.
 
-Command (one paper fit takes about 35 min on 2 cores shared with other jobs, load
-average 10-14; ``loo`` about 10 min with 100 draws; each part can run alone and
-cached fits are reused)::
+Command (one paper fit takes 3-6 min on 2 idle cores, about 35 min when the cores are
+shared with other jobs at load 10-14; the whole run, ``other`` included, about 100 min
+idle; each part can run alone and cached fits are reused)::
 
-    .venv/bin/python benchmarks/router.py --parts full loo insample compute --loo-draws 100
-    .venv/bin/python benchmarks/router.py --parts cv loco other   # refits: hours
+    .venv/bin/python benchmarks/router.py --parts full loo insample cv compute loco --loo-draws 100
+    .venv/bin/python benchmarks/router.py --parts other
     .venv/bin/python benchmarks/router.py --render   # rewrite router.md from router.json
 
 Code: ``router_fit.py`` (cached fits, predictions, PSIS LOO), ``router_scoring.py``

@@ -155,9 +155,8 @@ def _headline(results: dict) -> list[str]:
     return [
         "## Headline (pooled over the 8 cells)",
         "",
-        "Commands: `.venv/bin/python benchmarks/router.py --parts full loo insample compute "
-        "--loo-draws 100`, then `--parts loco` (and `--parts cv`, `--parts other` where "
-        "their sections appear; see the script docstring). "
+        "Commands: `.venv/bin/python benchmarks/router.py --parts full loo insample cv "
+        "compute loco --loo-draws 100`, then `--parts other` (see the script docstring). "
         "Rescue rate = observed rate of the chosen intervention; differences in points "
         "with 89 % bootstrap intervals over problems within cells.",
         "",
