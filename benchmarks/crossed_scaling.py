@@ -48,7 +48,7 @@ When to use which
   post-processing). At 10^4 and 10^5 problems the GPU fits did not finish inside
   4.5 / 3.8-min caps (results/crossed_scaling_gpu_1e4.md, _1e5.md): the first warm-up
   iterations ran at 22 s / 9 s each (largest tree depth while the step size adapts)
-  after more than 2 min of start-up, so budget a long job. On a GPU run
+  after about 3 min of start-up, so budget a long job. On a GPU run
   ``fit(sampler="numpyro")`` (chains vectorised on the one device) with
   ``XLA_PYTHON_CLIENT_PREALLOCATE=false``; ``--progress`` records how far a capped run got.
 
@@ -208,7 +208,7 @@ def _last_progress(stderr: bytes | str | None) -> str:
     """The last progress-bar update in a worker's stderr ("" when there is none)."""
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
-    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\[A", "", stderr or "")  # cursor moves
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", stderr or "")  # cursor moves
     updates = [u.strip() for u in re.split(r"[\r\n]", plain) if "it/s]" in u or "s/it]" in u]
     return updates[-1] if updates else ""
 
