@@ -168,6 +168,12 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cores_shared(start_loads: list, cpu_count: int) -> bool:
+    """Whether other jobs shared the cores: a 1-minute load average taken *before* a
+    run (never after, which counts the run's own threads) above half the cores."""
+    return any((load or [0.0])[0] > 0.5 * cpu_count for load in start_loads)
+
+
 def gpu_info() -> str:
     """What accelerator JAX sees ("none (CPU only)" when there is none)."""
     try:

@@ -193,8 +193,8 @@ WHEN_TO_USE = """## When to use which
   trustworthy (R-hat, ESS and divergences are checked). Use it whenever it fits in
   the time you have: 50 models x 500 problems x 10 samples (25,000 cells) takes
   about 25 min for 4 chains on 2 CPU cores (results/crossed_scale.md); the cost
-  grows with the number of cells (results/crossed_scaling.md: >= 42 min at 10^4
-  problems x 20 models, extrapolated).
+  grows with the number of cells (results/crossed_scaling_nuts_cpu.md: 85 min for a
+  short 2 x (250 + 250) run at 10^4 problems x 20 models, not yet converged).
 - **numpyro (JAX)**: the same model and checks; no faster than nutpie on a CPU. Use it
   on a GPU for 10^4+ problems (one H200: a gradient at 10^5 problems costs 12 ms
   against 1.2 s on 2 CPU cores; results/crossed_scaling_gpu.md, jax_gradients_gpu.md).

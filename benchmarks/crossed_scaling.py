@@ -80,6 +80,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    cores_shared,
     emit_result,
     gpu_info,
     load_average,
@@ -185,7 +186,7 @@ def run_one(spec: dict, timeout_s: float) -> dict:
     env_flag = "--xla_force_host_platform_device_count"
     if spec["method"] == "numpyro" and env_flag not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {env_flag}={spec['chains']}"
-    start = time.perf_counter()
+    start, load_start = time.perf_counter(), load_average()
     try:
         rec = run_worker([str(Path(__file__).resolve()), "--worker", json.dumps(spec)], timeout_s)
         rec["status"] = "measured"
@@ -200,7 +201,7 @@ def run_one(spec: dict, timeout_s: float) -> dict:
         rec = {"method": spec["method"], "problems": spec["problems"], "status": "failed"}
         rec["note"] = str(err).splitlines()[-1][:200]
     rec["wall_s"] = time.perf_counter() - start
-    rec["load_average"] = load_average()
+    rec["load_average_start"], rec["load_average"] = load_start, load_average()
     return rec
 
 
@@ -281,11 +282,13 @@ def _extrapolate(measured: dict | None, grads: dict, size: int) -> float | None:
 
 # -- report -------------------------------------------------------------------------------------
 def _load_note(results: dict) -> str:
-    loads = [r.get("load_average") or [0.0] for r in results["runs"]]
-    loads.append(results["machine"].get("load_average_start") or [0.0])
-    if max(load[0] for load in loads) > 0.75 * results["machine"]["cpu_count"]:
+    # Loads taken before each run (older results kept only the load after it, which
+    # counts the run's own chains: those fall back to the script's start).
+    loads = [r.get("load_average_start") for r in results["runs"]]
+    loads.append(results["machine"].get("load_average_start"))
+    if cores_shared(loads, results["machine"]["cpu_count"]):
         return ": other jobs shared the cores, so times are pessimistic"
-    return " (no other heavy job ran)"
+    return " (no other heavy job ran at the start of a run)"
 
 
 def _gpu_note(results: dict) -> str:

@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from _common import load_average, machine_info, write_results
+from _common import cores_shared, load_average, machine_info, write_results
 
 ROOT = Path(__file__).resolve().parent
 MODELS, PROBLEMS = 10, 10_000
@@ -281,8 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
 def _shared(machine: dict) -> str:
     """Whether other jobs shared the cores, judged at the start (the end load includes
     this script's own Dask workers)."""
-    start = (machine.get("load_average_start") or [0.0])[0]
-    busy = start > 0.5 * machine["cpu_count"]
+    busy = cores_shared([machine.get("load_average_start")], machine["cpu_count"])
     return " (other jobs shared the machine)" if busy else " (idle at the start)"
 
 

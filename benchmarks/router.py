@@ -36,6 +36,11 @@ Parts (``--parts``, default all, in this order):
     Compute-matched view from the ``full`` fit: for each failure, the number m of
     plain retries with the same expected rescue as B attempts of its (cross-
     validated, features-only) routed intervention, B = 3 and 10.
+``bounds``
+    What the three features allow, without any model fit (seconds): feature-only
+    reference routers (k nearest neighbours, ridge regressions; see
+    ``router_bounds.py``) under the same leave-one-out and 5-fold protocols, each
+    against the best fixed intervention chosen on the same training rows.
 ``other``
     The same model (no features, no selection; every problem x model unit) on
     LiveCodeBench (plain generation vs self-repair, 10 models x 713 problems) and
@@ -67,15 +72,16 @@ idle; each part can run alone and cached fits are reused)::
     .venv/bin/python benchmarks/router.py --render   # rewrite router.md from router.json
 
 Code: ``router_fit.py`` (cached fits, predictions, PSIS LOO), ``router_scoring.py``
-(strategies, scores, bootstrap, topography classifier), ``router_other.py`` (part
-``other``), ``router_report.py`` (markdown).
+(strategies, scores, bootstrap, folds, topography classifier), ``router_bounds.py``
+(part ``bounds``), ``router_other.py`` (part ``other``), ``router_report.py`` (markdown).
 
 Output: ``benchmarks/results/router.json`` and ``router.md``. JSON schema (parts
 present only when run)::
 
     settings      {draws, tune, chains, target_accept, folds, seed, bootstrap,
                    interval, loo_draws}
-    machine       machine_info();  timings_s {part: seconds}
+    machine       machine_info() of the latest run;  timings_s {part: seconds}
+    parts_run     {part: {date, git_commit}} (from this version on)
     full          fit: diagnostics summary {ok, max_r_hat, min_ess_bulk,
                        min_ess_tail, divergences, min_bfmi, n_draws, problems,
                        fit, wall_s}
@@ -102,6 +108,9 @@ present only when run)::
                   median_matching_retries, share_matched_within_B,
                   share_needing_over_5B, share_never_within_1000,
                   retry_rescue_at_50}
+    bounds        routers {name: [kind, parameter]}; rows: [{protocol (loo | cv),
+                  population, router, n, rate, best_fixed, diff, low, high,
+                  above_zero}]
     other         livecodebench | cruxeval_output: {fit, rows: [{intervention,
                   group, failures, p_steerable_sum, rescued_not_resampling,
                   observed_0_baseline_k_positive, recommended}]}
@@ -119,6 +128,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import RESULTS_DIR, machine_info, write_results
+from router_bounds import part_bounds
 from router_fit import loo_predictions, paper_model, predict
 from router_other import part_other
 from router_report import PARTS, render
@@ -128,6 +138,7 @@ from router_scoring import (
     LEVEL,
     best_fixed,
     cv_accuracy,
+    cv_folds,
     evaluate,
     loo_best_fixed,
     pick,
@@ -177,11 +188,7 @@ def _prospective(
 
 def part_cv(df: pd.DataFrame, args) -> dict:
     """Folds over problems within cells; the best fixed choice per cell on training rows."""
-    rng = np.random.default_rng(args.seed)
-    fold = np.empty(len(df), np.int64)
-    for cell in dict.fromkeys(df["cell"]):
-        idx = np.flatnonzero(df["cell"].to_numpy() == cell)
-        fold[rng.permutation(idx)] = np.arange(idx.size) % args.folds
+    fold = cv_folds(df, args.folds, args.seed)
     cells = [(df["cell"] == cell).to_numpy() for cell in dict.fromkeys(df["cell"])]
     splits = ((f"cv{f}_s{args.seed}", fold == f) for f in range(args.folds))
     out, pred_feat = _prospective(
@@ -398,11 +405,16 @@ def main(argv=None) -> int:
             if pred is not None:
                 routed = pick(np.asarray(pred))
             results["compute"] = part_compute(df, args, routed)
+        elif part == "bounds":
+            results["bounds"] = part_bounds(df, args.folds, args.seed)
         elif part == "other":
             results["other"] = part_other(args)
         else:
             raise SystemExit(f"unknown part {part!r}")
         results.setdefault("timings_s", {})[part] = round(time.perf_counter() - t0, 1)
+        # "machine" is the latest run's; each part keeps the commit and date it ran at.
+        m = results["machine"]
+        results.setdefault("parts_run", {})[part] = {k: m.get(k) for k in ("date", "git_commit")}
         write_results(args.out, results, render(results))
     print(render(results))
     return 0

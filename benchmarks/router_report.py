@@ -20,7 +20,7 @@ import numpy as np
 from _common import markdown_table
 
 #: Parts of router.py in run order (for the "Not run" list).
-PARTS = ("full", "loo", "insample", "compute", "cv", "loco", "other")
+PARTS = ("full", "loo", "insample", "compute", "cv", "loco", "bounds", "other")
 
 
 def _pct(x):
@@ -177,6 +177,58 @@ def _retry_note(fit: dict) -> str:
     )
 
 
+def _bounds_md(bounds: dict) -> list[str]:
+    """Part ``bounds``: feature-only reference routers against the best fixed choice."""
+    rows = bounds["rows"]
+    best = max(rows, key=lambda r: r["diff"])
+    above = [r for r in rows if r["above_zero"]]
+    verdict = (
+        "No reference router beats the best fixed intervention with its 89 % interval "
+        f"above zero, in any protocol or population; the largest difference is "
+        f"{_interval(best)} points ({best['router']}, {best['protocol']}, "
+        f"{best['population']})."
+        if not above
+        else f"{len(above)} of {len(rows)} reference rows beat the best fixed intervention "
+        "with the interval above zero: "
+        + ", ".join(f"{r['router']} ({r['protocol']}, {r['population']})" for r in above)
+        + "."
+    )
+    table = [
+        {
+            "protocol": r["protocol"],
+            "population": r["population"],
+            "router": r["router"],
+            "rate": _pct(r["rate"]),
+            "fixed": _pct(r["best_fixed"]),
+            "diff": _interval(r),
+            "above": "yes" if r["above_zero"] else "no",
+        }
+        for r in rows
+    ]
+    cols = {
+        "protocol": "protocol",
+        "population": "failures",
+        "router": "reference router",
+        "rate": "rescue %",
+        "fixed": "best fixed %",
+        "diff": "router - best fixed (89 %)",
+        "above": "interval > 0",
+    }
+    return [
+        "## What the three features allow (reference routers, no model)",
+        "",
+        "Feature-only routers fitted without the Bayesian model (k nearest neighbours "
+        "within the cell, ridge regressions per cell or pooled with cell intercepts; "
+        "benchmarks/router_bounds.py), scored like the Bayesian router against the best "
+        "fixed intervention chosen on the same training rows.",
+        "",
+        verdict,
+        "",
+        markdown_table(table, cols),
+        "",
+    ]
+
+
 def render(results: dict) -> str:
     lines = ["# Bayesian router vs the paper's rule (benchmarks/router.py)", ""]
     s = results.get("settings", {})
@@ -289,6 +341,8 @@ def render(results: dict) -> str:
                 ),
                 "",
             ]
+    if "bounds" in results:
+        lines += _bounds_md(results["bounds"])
     if "compute" in results:
         c = results["compute"]
         rows = [

@@ -75,6 +75,16 @@ def loo_best_fixed(df: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def cv_folds(df: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
+    """Fold of every row: problems split into ``folds`` folds within each cell."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(df), np.int64)
+    for cell in dict.fromkeys(df["cell"]):
+        idx = np.flatnonzero(df["cell"].to_numpy() == cell)
+        fold[rng.permutation(idx)] = np.arange(idx.size) % folds
+    return fold
+
+
 def bootstrap(diff: np.ndarray, cells: np.ndarray, rng) -> tuple[float, float, float]:
     """Mean paired difference and its bootstrap interval (resampling within cells);
     NaNs for an empty population."""

@@ -82,6 +82,17 @@ def test_extrapolation_scales_by_gradient_cost_and_is_labelled():
     assert "no GPU numbers" in md
 
 
+def test_load_note_judges_the_load_before_each_run_not_after():
+    # A 2-chain fit on 2 cores leaves a load near 2 after it: that is the run itself.
+    run = {"problems": 100, "method": "nutpie", "load_average": [2.0, 1.5, 1.0]}
+    idle = _results([run | {"load_average_start": [0.3, 0.2, 0.1]}], {})
+    idle["machine"]["load_average_start"] = [0.2, 0.2, 0.2]
+    assert "no other heavy job" in crossed_scaling._load_note(idle)
+    busy = _results([run | {"load_average_start": [1.8, 1.2, 1.0]}], {})
+    busy["machine"]["load_average_start"] = [0.2, 0.2, 0.2]
+    assert "other jobs shared" in crossed_scaling._load_note(busy)
+
+
 @pytest.mark.slow  # one subprocess per (method, size): minutes on a busy machine
 def test_script_runs_at_toy_size(tmp_path):
     out = tmp_path / "scaling"

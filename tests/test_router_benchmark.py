@@ -164,3 +164,72 @@ def test_stuck_chain_detection_and_retry_note():
     first = {"seed": 0, "stuck_chains": [1], "max_r_hat": 2.26, "divergences": 1000}
     note = _retry_note({"retried_after": first})
     assert "seed 1000" in note and "stuck chain(s) [1]" in note and "div 1000" in note
+
+
+# ------------------------------------------------------------------ part bounds
+def _signal_table(rng: np.random.Generator, per_cell: int = 60) -> pd.DataFrame:
+    """local_temp rescues exactly the failures with a positive first feature; the best
+    fixed intervention (sparse_steer, 0.7) rescues none of those better than it does."""
+    df = _table(rng, per_cell=per_cell)
+    df["retry"] = 0.0
+    df["sparse_steer"] = 0.7
+    df["sparse_steer_random"] = 0.1
+    df["dense_steer"] = 0.1
+    df["local_temp"] = (df[paper.FEATURES[0]] > 0).astype(float)
+    return df
+
+
+def test_reference_routers_find_a_real_feature_signal(monkeypatch):
+    import router_bounds as rb
+
+    monkeypatch.setattr(rs, "B_BOOT", 200)
+    out = rb.part_bounds(_signal_table(np.random.default_rng(3)), folds=5, seed=0)
+    assert len(out["rows"]) == 2 * 2 * len(rb.ROUTERS)
+    for row in out["rows"]:
+        assert row["best_fixed"] == pytest.approx(0.7)
+        if row["router"] == "knn_160":  # 160 neighbours of 59: the whole cell, so best fixed
+            assert row["diff"] == pytest.approx(0.0)
+            continue
+        # Diluted (40 neighbours, two noise features) or shrunk (penalty 100 against
+        # ~50 rows): better than the best fixed choice all the same.
+        assert row["diff"] > 0, row
+        if row["router"] in ("knn_10", "ridge_cell_0", "ridge_pooled_0"):
+            # Routing by the feature rescues ~0.85 against 0.7 for the best fixed choice.
+            assert row["rate"] > 0.78 and row["above_zero"], row
+
+
+def test_reference_routers_never_see_the_outcome_of_the_row_they_route():
+    import router_bounds as rb
+
+    df = _signal_table(np.random.default_rng(4), per_cell=30)
+    pop = np.ones(len(df), bool)
+    z = rb.zscores(df, pop)
+    for kind, param in rb.ROUTERS.values():
+        base = rb._route(df, kind, param, z, pop, rb._loo_splits)
+        for i in (0, 7, 45):
+            flipped = df.copy()
+            flipped.loc[i, rs.INT] = [0.0, 0.0, 0.0, 0.0]
+            flipped.loc[i, rs.INT[int(base[i])] if base[i] == 0 else rs.INT[0]] = 1.0
+            again = rb._route(flipped, kind, param, z, pop, rb._loo_splits)
+            assert again[i] == base[i], (kind, param, i)
+
+
+def test_knn_choice_uses_the_nearest_training_rows_only():
+    import router_bounds as rb
+
+    v = np.array([[0.0, 1.0, 0, 0], [0.0, 1.0, 0, 0], [1.0, 0.0, 0, 0], [1.0, 0.0, 0, 0]])
+    z = np.array([[0.0], [0.1], [5.0], [5.1]])
+    # Row 0's nearest other row (1) favours column 1; row 2's nearest (3) column 0.
+    assert rb.knn_choice(z, v, np.array([1, 2, 3]), np.array([0]), k=1).tolist() == [1]
+    assert rb.knn_choice(z, v, np.array([0, 1, 3]), np.array([2]), k=1).tolist() == [0]
+    # The test row is never its own neighbour, even when listed among training rows.
+    assert rb.knn_choice(z, v, np.arange(4), np.array([2]), k=1).tolist() == [0]
+
+
+def test_cv_folds_are_balanced_within_cells_and_reproducible():
+    df = _table(np.random.default_rng(0), cells=("a", "b"), per_cell=23)
+    fold = rs.cv_folds(df, 5, seed=1)
+    assert np.array_equal(fold, rs.cv_folds(df, 5, seed=1))
+    for cell in ("a", "b"):
+        counts = np.bincount(fold[(df["cell"] == cell).to_numpy()], minlength=5)
+        assert counts.max() - counts.min() <= 1

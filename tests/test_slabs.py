@@ -10,6 +10,7 @@ from scipy.special import expit, log_expit
 
 from bayes_regimes import closed_form as cf
 from bayes_regimes import queries as q
+from bayes_regimes.ppc import ppc_table
 from bayes_regimes.slabs import SLAB_FAMILIES, BetaSlab, LogitNormalSlab, get_slab
 
 LN = LogitNormalSlab()
@@ -205,7 +206,7 @@ def test_queries_with_default_slab_are_unchanged():
         np.testing.assert_array_equal(
             q.pass_at_k_draws(old, 100, kind), q.pass_at_k_draws(new, 100, kind)
         )
-    pd.testing.assert_frame_equal(q.ppc_table(old), q.ppc_table(new))
+    pd.testing.assert_frame_equal(ppc_table(old), ppc_table(new))
 
 
 def test_every_query_runs_on_the_logitnormal_slab():
@@ -224,7 +225,7 @@ def test_every_query_runs_on_the_logitnormal_slab():
     assert q.pass_at_k_draws(post, 50, "new_problem").shape == (post.n_draws, 2)
     bench, pop = q.coverage_draws(post)
     assert np.all((bench > 0) & (bench <= 1)) and np.allclose(pop, 1 - post.population()[0])
-    ppc = q.ppc_table(post)
+    ppc = ppc_table(post)
     assert ppc["observed"].sum() == post.count.sum()
     extra, g, info = q.allocate_budget(post, np.repeat(idx, post.count), 30)
     assert extra.sum() == 30 and info["objective"] == pytest.approx(g.sum())

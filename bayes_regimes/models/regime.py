@@ -423,7 +423,9 @@ class RegimeModel(BaseModel):
         Returns the observed number of cells per k bin beside the predicted mean
         and 89 % interval; plot it with :func:`bayes_regimes.plots.plot_ppc`.
         """
-        out = q.ppc_table(self.pattern_posterior(), max_draws=max_draws, random_seed=random_seed)
+        from bayes_regimes.ppc import ppc_table
+
+        out = ppc_table(self.pattern_posterior(), max_draws=max_draws, random_seed=random_seed)
         return tag(out, self.diagnostics())
 
     def prior_sensitivity(self, **kw) -> pd.DataFrame:
