@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import xarray as xr
 
@@ -138,6 +139,21 @@ def _flat(da: xr.DataArray) -> tuple[list[str], np.ndarray]:
     return labels, stacked.values
 
 
+def stuck_chains(diverging: npt.ArrayLike) -> list[int]:
+    """Chains divergent on more than half their transitions (chain x draw booleans).
+
+    Such a chain is frozen where its tuning ended (seen on the paper's table: a step
+    size 7x smaller than the other chain's).
+
+    Examples
+    --------
+    >>> stuck_chains([[False, False, True], [True, True, False]])
+    [1]
+    """
+    frac = np.mean(np.asarray(diverging, bool), axis=-1)
+    return [int(c) for c in np.flatnonzero(frac > 0.5)]
+
+
 def check_posterior(
     posterior: xr.Dataset,
     *,
@@ -200,12 +216,10 @@ def check_posterior(
     n_div = int(np.sum(diverging)) if diverging is not None else 0
     if n_div:
         problems.append(f"{n_div} divergent transition(s)")
-        # A chain divergent on most transitions is frozen where its tuning ended (seen
-        # on the paper's table: step size 7x smaller than the other chain's); say so.
-        stuck = np.flatnonzero(np.mean(np.asarray(diverging, bool), axis=-1) > 0.5)
-        if stuck.size:
+        stuck = stuck_chains(diverging)
+        if stuck:
             problems.append(
-                f"chain(s) {stuck.tolist()} stuck (most transitions divergent): refit "
+                f"chain(s) {stuck} stuck (most transitions divergent): refit "
                 "with another random_seed, more tuning or a higher target_accept"
             )
     bfmi = _bfmi(np.asarray(energy, float)) if energy is not None else np.full(n_chains, np.nan)

@@ -19,18 +19,13 @@ from router_scoring import CANDS
 
 from bayes_regimes import paper
 from bayes_regimes.data import RolloutData
+from bayes_regimes.diagnostics import stuck_chains
 from bayes_regimes.errors import DiagnosticsWarning
 from bayes_regimes.models.interventions import InterventionModel
 from bayes_regimes.routing import _thin, profiles_to_counts
 
 #: Attempts per repair context of each condition of the paper's table.
 ATT = {c: paper.ATTEMPTS_PER_CONTEXT for c in paper.RATES} | {"original": 1}
-
-
-def stuck_chains(model: InterventionModel) -> list[int]:
-    """Chains with more than half their transitions divergent (frozen in place)."""
-    frac = model.idata["sample_stats"]["diverging"].mean("draw").values
-    return [int(c) for c in np.flatnonzero(frac > 0.5)]
 
 
 def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel:
@@ -51,10 +46,11 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
 def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[InterventionModel, dict]:
     """Load the cached fit ``name`` or fit (nutpie, 2 chains, target_accept 0.9) and cache it.
 
-    A fit with a stuck chain (:func:`stuck_chains`: on the paper's table a chain
-    sometimes ends its tuning at a 7x smaller step size and then diverges on every
-    transition) is refitted once with seed ``args.seed + 1000``; the first attempt's
-    diagnostics stay in the record (``retried_after``), and the report says so.
+    A fit with a stuck chain (:func:`~bayes_regimes.diagnostics.stuck_chains`: on the
+    paper's table a chain sometimes ends its tuning at a 7x smaller step size and then
+    diverges on every transition) is refitted once with seed ``args.seed + 1000``; the
+    first attempt's diagnostics stay in the record (``retried_after``), and the report
+    says so.
     """
     path = Path(args.cache) / f"{name}.nc"
     if path.exists():
@@ -63,7 +59,7 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     else:
         t0 = time.perf_counter()
         model, info = _fit(data, args, args.seed, options), {}
-        stuck = stuck_chains(model)
+        stuck = stuck_chains(model.idata["sample_stats"]["diverging"].values)
         if stuck:
             first = model.diagnostics().summary() | {"seed": args.seed, "stuck_chains": stuck}
             print(f"  fit {name}: chain(s) {stuck} stuck; refitting with a new seed", flush=True)
