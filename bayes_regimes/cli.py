@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="group: one population per group (default); crossed: problem x model "
         "(the --group column is the model; see models/crossed.py)",
     )
+    fit.add_argument(
+        "--model-covariates",
+        metavar="CSV",
+        default=None,
+        help="--pooling crossed: a table of known facts per model (e.g. log parameter "
+        "count), one row per model, keyed by a column named like --group (default "
+        "model); they inform the abilities and structural terms (models/crossed_covariates.py)",
+    )
     _add_sampler_args(fit)
 
     demo = sub.add_parser("demo", help="fit the built-in simulated benchmark (known truth)")
@@ -163,6 +171,24 @@ def _read_input(args) -> object:
     return read_rollouts(args.input, **keys, duplicates=args.duplicates)
 
 
+def _model_covariates(args) -> dict:
+    """``{"model_covariates": table}`` from ``--model-covariates CSV``, or ``{}``."""
+    path = getattr(args, "model_covariates", None)
+    if path is None:
+        return {}
+    if getattr(args, "pooling", "group") != "crossed":
+        raise DataError("--model-covariates needs --pooling crossed")
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    key = args.group or "model"
+    if key not in table.columns:
+        raise DataError(
+            f"{path}: no column {key!r} naming the models (columns: {list(table.columns)})"
+        )
+    return {"model_covariates": table.set_index(key)}
+
+
 def _fit_and_write(data, args, out: Path, title: str):
     from bayes_regimes.models.regime import RegimeModel
     from bayes_regimes.report import write_report
@@ -174,6 +200,7 @@ def _fit_and_write(data, args, out: Path, title: str):
         epsilon=args.epsilon,
         pooling=getattr(args, "pooling", "group"),
         **({"slab": args.slab} if getattr(args, "slab", None) is not None else {}),
+        **_model_covariates(args),
     )
     _say(
         f"fitting {data.n_cells} cells ({len(model.data.patterns().table)} patterns) "

@@ -136,7 +136,8 @@ class CrossedDesign(SBCDesign):
         Models, problems and rollouts per cell.
     model_kwargs : dict, optional
         Keyword arguments of :class:`CrossedRegimeModel` (Beta slabs only:
-        ``slab="beta_logit"`` (default) or ``"beta"``).
+        ``slab="beta_logit"`` (default) or ``"beta"``). With ``model_covariates`` (a
+        table for the models ``m00``, ``m01``, ...), their coefficients are ranked too.
     seed : int
         Seeds the template data (k of the template only sets the compile-time
         structure; the prior does not depend on it).
@@ -170,6 +171,8 @@ class CrossedDesign(SBCDesign):
             names += ["logit_pi_loc", "propensity_sd"]
             if cfg["model_propensity"]:
                 names += ["model_propensity", "model_propensity_sd"]
+        self.covariates = list(cfg["model_covariates"] or {})
+        names += list(self.build(self.template_data()).covariate_coefs.values())
         self.prior_vars = names
         self.cell_labels = (
             ["z[failed cell]", "p[failed cell]", "p[cell 0]"]
@@ -211,6 +214,10 @@ class CrossedDesign(SBCDesign):
             out += [(f"kappa[{m0['model']}]", "kappa", m0)]
         if cfg["structural"] and cfg["model_propensity"]:
             out += [(f"model_propensity[{m0['model']}]", "model_propensity", m0)]
+        # Model covariates: the trends of the abilities and structural terms.
+        coefs = [v for v in self.prior_vars if v.endswith("_coef")]
+        for name in coefs:
+            out += [(f"{name}[{c}]", name, {"model_covariate": c}) for c in self.covariates]
         return out
 
     def simulate(self, draw: xr.Dataset, rng: np.random.Generator):

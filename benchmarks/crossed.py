@@ -20,7 +20,9 @@ Parts (``--part``, default all):
     of the 10, for crossed variants beside the single-model RegimeModel and the
     baselines. Then new cells: a random 15 % of the cells are left out of the fit
     entirely, and ``predict_new_cell`` predicts pass@10000 (a success in all 10,000
-    samples) for them.
+    samples) for them. Then new models: each model in turn is left out, and its
+    pass@k on every problem is predicted from a fit of the other six, placed by its
+    size (the log parameter count as model covariate) or drawn from the population.
 
 Run (from the repository root; the machine's load is recorded with the results)::
 

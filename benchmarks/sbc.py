@@ -97,6 +97,16 @@ VARIANTS = {
 #: Variants of the non-core models (bayes_regimes.sbc_models), built from the flags.
 DESIGNS = {
     "crossed": lambda a: CrossedDesign(a.crossed_models, a.crossed_problems, a.n, seed=a.seed),
+    # One model covariate, evenly spaced over the models (e.g. log parameter count).
+    "crossed_covariates": lambda a: CrossedDesign(
+        a.crossed_models,
+        a.crossed_problems,
+        a.n,
+        model_kwargs={
+            "model_covariates": {"x": {f"m{j:02d}": float(j) for j in range(a.crossed_models)}}
+        },
+        seed=a.seed,
+    ),
     "interventions": lambda a: InterventionDesign(
         a.iv_problems, a.iv_conditions, a.iv_contexts, a.iv_attempts, seed=a.seed
     ),
@@ -106,6 +116,7 @@ DESIGNS = {
 MISSPECIFIED = {
     "core": {"logit_pi": (2.0, 0.3)},
     "crossed": {"logit_pi": (2.0, 0.3)},
+    "crossed_covariates": {"logit_pi": (2.0, 0.3)},
     "interventions": {"lam": (1.0, 0.3)},
 }
 DEFAULT_VARIANTS = ["zi", "plain", "zi_grouped", "plain_grouped"]

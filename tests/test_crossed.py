@@ -15,12 +15,8 @@ from bayes_regimes import closed_form as cf
 from bayes_regimes.errors import DataError, DiagnosticsWarning
 from bayes_regimes.heldout_regime import posterior_p_draws
 from bayes_regimes.models.base import BaseModel
-from bayes_regimes.models.crossed import (
-    PROPENSITY_NODES,
-    CrossedRegimeModel,
-    gauss_hermite,
-    slab_shapes,
-)
+from bayes_regimes.models.crossed import CrossedRegimeModel
+from bayes_regimes.models.crossed_draws import PROPENSITY_NODES, gauss_hermite, slab_shapes
 from bayes_regimes.models.crossed_tools import (
     compare_structural,
     simulate_crossed,

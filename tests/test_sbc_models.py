@@ -161,6 +161,30 @@ def test_designs_validate_their_options():
     assert len(iv.quantities()) == 2 * 6 + 1 + 1 + 2
 
 
+def _covariate_design(**kw) -> CrossedDesign:
+    cov = {"x": {"m00": 0.0, "m01": 1.0, "m02": 3.0}}
+    return CrossedDesign(3, kw.pop("n_problems", 5), 5, model_kwargs={"model_covariates": cov})
+
+
+def test_covariate_design_ranks_the_trends():
+    design = _covariate_design()
+    names = design.quantities()
+    assert "ability_coef[x]" in names and "model_propensity_coef[x]" in names
+    # The prior draws of the abilities carry the trend: ability - loc - x coef is the
+    # zero-sum residual.
+    prior = prior_sample(design.build(design.template_data()), design.prior_vars, 500, 2)
+    x = np.array([0.0, 1.0, 3.0])
+    x = (x - x.mean()) / x.std()
+    resid = (
+        prior["ability"]
+        - prior["ability_loc"]
+        - prior["ability_coef"].sel(model_covariate="x")
+        * xr.DataArray(x, dims="model", coords={"model": design.models})
+    )
+    np.testing.assert_allclose(resid.sum("model").values, 0.0, atol=1e-9)
+    assert stats.kstest(prior["ability_coef"].values.ravel(), stats.norm(0, 1.5).cdf).pvalue > 1e-3
+
+
 def test_fits_that_raise_are_reported(monkeypatch):
     design = CrossedDesign(3, 4, 5)
 
@@ -205,6 +229,12 @@ def test_reduced_sbc_of_the_crossed_model():
     wrong = {"priors": {"logit_pi": (2.0, 0.3)}}
     res = run_design_sbc(design, 10, random_seed=2, prior_overrides=wrong, **_SLOW)
     _check(res, 10, wrong="logit_pi_loc")
+
+
+@pytest.mark.slow
+def test_reduced_sbc_of_the_crossed_model_with_covariates():
+    design = _covariate_design(n_problems=8)
+    _check(run_design_sbc(design, 16, random_seed=3, **_SLOW), 16)
 
 
 @pytest.mark.slow

@@ -55,6 +55,18 @@ z_m``, ``model_propensity_sd ~ HalfNormal(1.5)``; with ``kappa_by="model"`` (def
 ``condition_sd ~ HalfNormal(1)``; with ``discrimination=True``, ``log lambda_m =
 discrimination_sd z_m`` (zero-sum), ``discrimination_sd ~ HalfNormal(0.5)``.
 
+Model covariates
+----------------
+``model_covariates`` (known facts per model: log parameter count, training tokens,
+an SFT/GRPO indicator) turn the per-model terms into regressions on the covariates
+standardised over the fitted models: ``theta_m = ability_loc + x_m . ability_coef +
+ability_sd z_m``, ``u_m = x_m . model_propensity_coef + model_propensity_sd z'_m``
+and ``log kappa_m`` likewise (``covariate_terms`` chooses which; default all three);
+coefficients ~ Normal(0, ``covariate_coef`` = 1.5), ``dims="model_covariate"``
+(:mod:`~bayes_regimes.models.crossed_covariates`). A model whose own samples say
+little (Pythia 70M: 2 successes in 1,280) then borrows its family's trend. The
+graph itself is built in :mod:`~bayes_regimes.models.crossed_build`.
+
 Larger suites
 -------------
 A gradient costs one beta-binomial per cell plus ``PROPENSITY_NODES`` softplus terms
@@ -85,21 +97,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_regimes import logitnormal_quadrature as lnq
 from bayes_regimes import queries as q
 from bayes_regimes import slabs
 from bayes_regimes.data import Patterns, RolloutData
 from bayes_regimes.errors import DataError
 from bayes_regimes.models import crossed_vi
+from bayes_regimes.models.crossed_covariates import COEF_NAMES, covariate_matrix, resolve_terms
 from bayes_regimes.models.crossed_draws import (
     FAST_BETA,
-    LOG_SHAPE_BOUND,
-    PROPENSITY_NODES,
     SLABS,
     CrossedDrawsMixin,
     gauss_hermite,
-    slab_shapes,
 )
+from bayes_regimes.models.crossed_predict import new_cell_hyper, predict_new_cell
 from bayes_regimes.models.regime import RegimeModel
 
 DEFAULT_PRIORS: dict[str, tuple[float, float] | float] = {
@@ -112,6 +122,7 @@ DEFAULT_PRIORS: dict[str, tuple[float, float] | float] = {
     "model_propensity_sd": 1.5,
     "condition_sd": 1.0,
     "discrimination_sd": 0.5,
+    "covariate_coef": 1.5,
 }
 #: ``centered="auto"`` centres the abilities (difficulties) when there are at least
 #: ``CENTRE_MIN_UNITS`` models (problems) and the median one has at least
@@ -159,6 +170,18 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         zero, so the geometric mean of lambda is 1). Small models whose successes
         follow the common difficulty only loosely get lambda < 1. Experimental: with
         few samples per cell the posterior can be multimodal (see the benchmark).
+    model_covariates : DataFrame or dict, optional
+        Known facts about each model (index: model name; numeric columns, e.g. log
+        parameter count). They enter the per-model terms as regressions, e.g.
+        ``theta_m = ability_loc + x_m . ability_coef + ability_sd z_m``, on the
+        covariates standardised over the fitted models (coefficients ``dims=
+        "model_covariate"``, prior Normal(0, ``covariate_coef``)); see
+        :mod:`~bayes_regimes.models.crossed_covariates`. A model unknown to the fit is
+        drawn from the whole population of models (trend and residual).
+    covariate_terms : list of {"ability", "structural", "kappa"}, optional
+        Which per-model terms the covariates inform (default: every one the model
+        has: the ability, the structural term with ``model_propensity``, and with
+        ``kappa_by="model"`` the log slab concentration, coefficient ``kappa_coef``).
     centered : {"auto", True, False}
         Centred or non-centred abilities and difficulties (see :attr:`centering`).
     pooling : {"crossed"}
@@ -190,6 +213,8 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         kappa_by: str = "model",
         discrimination: bool = False,
         centered: bool | str = "auto",
+        model_covariates: pd.DataFrame | dict | None = None,
+        covariate_terms: list[str] | None = None,
         pooling: str = "crossed",
     ) -> None:
         if pooling != "crossed":
@@ -215,6 +240,16 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
                 "column 'group': pooling='crossed' needs a model column with at least two "
                 "models (pass it as the group, e.g. read_rollouts(path, group='model'))"
             )
+        models = [str(u) for u in pd.unique(cells["group"])]
+        # Validated now (clear errors); stored raw in the config, so a loaded fit
+        # standardises them the same way.
+        cov = None if model_covariates is None else covariate_matrix(model_covariates, models)
+        raw, terms = None, None
+        if cov is not None:
+            options = {"model_propensity": bool(model_propensity), "kappa_by": kappa_by}
+            terms = resolve_terms(covariate_terms, structural=bool(structural), **options)
+            table = pd.DataFrame(model_covariates).rename(index=str, columns=str)
+            raw = {c: {m: float(table.loc[m, c]) for m in models} for c in cov.columns}
         merged = {**DEFAULT_PRIORS, **(priors or {})}
         merged = {k: list(v) if isinstance(v, tuple | list) else v for k, v in merged.items()}
         super(RegimeModel, self).__init__(
@@ -229,10 +264,16 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             kappa_by=kappa_by,
             discrimination=bool(discrimination),
             centered=centered if centered == "auto" else bool(centered),
+            model_covariates=raw,
+            covariate_terms=terms,
             pooling="crossed",
         )
         self._problem, self.problems = _labels(cells["problem"])
         self._model, self.models = _labels(cells["group"])
+        #: Standardised model covariates (models x covariates), or None.
+        self.model_covariates = None if cov is None else cov.loc[self.models]
+        #: Posterior names of the covariate coefficients, by the term they inform.
+        self.covariate_coefs = {t: COEF_NAMES[t] for t in terms or []}
         self._condition, self.conditions = _labels(cells["condition"])
         self._use_condition = bool(condition_effect) and len(self.conditions) > 1
         self._k = cells["k"].to_numpy(np.int64)
@@ -291,6 +332,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
             names.append("kappa_sd")
         if cfg["discrimination"]:
             names += ["discrimination", "discrimination_sd"]
+        names += list(self.covariate_coefs.values())
         if self._use_condition:
             names += ["condition_effect", "condition_sd"]
         if cfg["structural"]:
@@ -300,96 +342,10 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         return names
 
     def build_model(self):
-        """The PyMC model: a Potential on the per-problem marginal log-likelihood."""
-        import pymc as pm
-        import pytensor.tensor as pt
+        """The PyMC model (see :func:`~bayes_regimes.models.crossed_build.build_crossed_model`)."""
+        from bayes_regimes.models.crossed_build import build_crossed_model
 
-        cfg, pr = self.config, self.config["priors"]
-        i, m, c = self._problem, self._model, self._condition
-        n, k = self._n.astype(float), self._k.astype(float)
-        coords = {"problem": self.problems, "model": self.models, "condition": self.conditions}
-        with pm.Model(coords=coords) as model:
-            centre_models, centre_problems = self.centering
-            loc = pm.Normal("ability_loc", *pr["ability_loc"])
-            sd = pm.HalfNormal("ability_sd", pr["ability_sd"])
-            if centre_models:
-                offset = pm.ZeroSumNormal("ability_offset", sigma=sd, dims="model")
-                ability = pm.Deterministic("ability", loc + offset, dims="model")
-            else:
-                z = pm.ZeroSumNormal("ability_z", sigma=1.0, dims="model")
-                ability = pm.Deterministic("ability", loc + sd * z, dims="model")
-            d_sd = pm.HalfNormal("difficulty_sd", pr["difficulty_sd"])
-            if centre_problems:
-                difficulty = pm.ZeroSumNormal("difficulty", sigma=d_sd, dims="problem")
-            else:
-                d_z = pm.ZeroSumNormal("difficulty_z", sigma=1.0, dims="problem")
-                difficulty = pm.Deterministic("difficulty", d_sd * d_z, dims="problem")
-            if cfg["discrimination"]:
-                l_sd = pm.HalfNormal("discrimination_sd", pr["discrimination_sd"])
-                l_z = pm.ZeroSumNormal("discrimination_z", sigma=1.0, dims="model")
-                lam = pm.Deterministic("discrimination", pt.exp(l_sd * l_z), dims="model")
-                eta = ability[m] - lam[m] * difficulty[i]
-            else:
-                eta = ability[m] - difficulty[i]
-            if self._use_condition:
-                c_sd = pm.HalfNormal("condition_sd", pr["condition_sd"])
-                effect = pm.ZeroSumNormal("condition_effect", sigma=c_sd, dims="condition")
-                eta = eta + effect[c]
-            log_kappa = pm.Normal("log_kappa_loc", *pr["log_kappa"])
-            if cfg["kappa_by"] == "model":
-                k_sd = pm.HalfNormal("kappa_sd", 0.5)
-                k_z = pm.Normal("kappa_z", 0.0, 1.0, dims="model")
-                log_kappa = log_kappa + k_sd * k_z
-            # Bounded before exp so that kappa (and its gradient) stay finite anywhere.
-            kappa = pt.exp(pt.clip(log_kappa, -LOG_SHAPE_BOUND, LOG_SHAPE_BOUND))
-            if cfg["kappa_by"] == "model":
-                kappa_cell = pm.Deterministic("kappa", kappa, dims="model")[m]
-            else:
-                kappa_cell = pm.Deterministic("kappa", kappa)
-            ops = (pt.softplus, pt.exp, pt.log, pt.clip)
-            a, b = slab_shapes(eta, kappa_cell, cfg["slab"], *ops)
-            z0, z1 = np.flatnonzero(k == 0), np.flatnonzero(k > 0)
-            if cfg["slab"] == "logitnormal":
-                ns = lnq._pt_namespace()
-                slab0 = lnq._ln_log_moment(ns, k[z0], n[z0], a[z0], b[z0])
-                slab1 = lnq._ln_log_moment(ns, k[z1], n[z1], a[z1], b[z1])
-            else:
-                g = pt.gammaln
-                a0, b0, a1, b1, n1, k1 = a[z0], b[z0], a[z1], b[z1], n[z1], k[z1]
-                slab0 = g(b0 + n[z0]) - g(b0) - g(a0 + b0 + n[z0]) + g(a0 + b0)
-                slab1 = g(a1 + k1) - g(a1) + g(b1 + n1 - k1) - g(b1) - g(a1 + b1 + n1) + g(a1 + b1)
-            if not cfg["structural"]:
-                pm.Potential("loglik", pt.sum(slab0) + pt.sum(slab1))
-                return model
-            x, w = gauss_hermite(PROPENSITY_NODES)
-            gamma = pm.Normal("logit_pi_loc", *pr["logit_pi"])
-            s_sd = pm.HalfNormal("propensity_sd", pr["propensity_sd"])
-            logit = (gamma + s_sd * x)[None, :]  # (1, nodes): one row for all models
-            mi = np.zeros_like(m)
-            if cfg["model_propensity"]:
-                u_sd = pm.HalfNormal("model_propensity_sd", pr["model_propensity_sd"])
-                u_z = pm.Normal("model_propensity_z", 0.0, 1.0, dims="model")
-                u = pm.Deterministic("model_propensity", u_sd * u_z, dims="model")
-                logit, mi = logit + u[:, None], m  # (models, nodes)
-            # At every node a failed cell is a mixture, log(pi + (1 - pi) e^slab0) =
-            # log pi + softplus(slab0 - logit pi); a solved one is log(1 - pi). The
-            # log pi / log(1 - pi) terms depend on the cell only through its model, so
-            # they enter as (problems x models) counts times (models x nodes) tables:
-            # one softplus per failed cell and node is all that scales with the data.
-            n_rows = len(self.problems), int(mi.max()) + 1
-            failed = np.zeros(n_rows)
-            np.add.at(failed, (i[z0], mi[z0]), 1.0)
-            solved = np.zeros(n_rows)
-            np.add.at(solved, (i[z1], mi[z1]), 1.0)
-            per_problem = pt.dot(failed, -pt.softplus(-logit)) + pt.dot(solved, -pt.softplus(logit))
-            mix = pt.softplus(slab0[:, None] - logit[mi[z0]])
-            per_problem = pt.inc_subtensor(per_problem[i[z0]], mix)
-            joint = per_problem + np.log(w)[None, :]
-            total = pt.logsumexp(joint, axis=1)
-            post_w = pt.exp(joint - total[:, None])
-            pm.Deterministic("propensity", s_sd * (post_w @ x), dims="problem")
-            pm.Potential("loglik", pt.sum(total) + pt.sum(slab1))
-        return model
+        return build_crossed_model(self)
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray | None:
         """log P(cell | other cells of its problem, draw): (chain, draw, pattern).
@@ -441,8 +397,8 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         def population():
             if "pop" not in cache:
                 sm = self._stratum_model
-                cache["pop"] = self._new_cells(
-                    dr, [None] * len(sm), list(sm), self._stratum_condition
+                cache["pop"] = new_cell_hyper(
+                    self, dr, [None] * len(sm), list(sm), self._stratum_condition
                 )
             return cache["pop"]
 
@@ -468,14 +424,15 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         condition: str | None = None,
         ks=(1, 10, 100, 1000),
         ci_prob: float = q.CI_PROB,
+        model_covariates: pd.DataFrame | dict | None = None,
     ) -> pd.DataFrame:
-        """Posterior predictive for cells never attempted: (problem, model) pairs.
+        """Posterior predictive for cells never attempted: (problem, model) pairs;
+        new models may come with their covariates.
 
-        See :func:`~bayes_regimes.models.crossed_tools.predict_new_cell`.
+        See :func:`~bayes_regimes.models.crossed_predict.predict_new_cell`.
         """
-        from bayes_regimes.models.crossed_tools import predict_new_cell
-
-        return predict_new_cell(self, problem, model, condition=condition, ks=ks, ci_prob=ci_prob)
+        options = {"ks": ks, "ci_prob": ci_prob, "model_covariates": model_covariates}
+        return predict_new_cell(self, problem, model, condition=condition, **options)
 
     def problem_summary(self, ci_prob: float = q.CI_PROB) -> pd.DataFrame:
         """Per problem: difficulty with its interval, propensity and the structural

@@ -285,6 +285,22 @@ class CrossedDrawsMixin:
         use_u = cfg["structural"] and cfg["model_propensity"]
         out["u"] = flat("model_propensity") if use_u else np.zeros((n_s, len(self.models)))
         out["u_sd"] = flat("model_propensity_sd") if use_u else np.zeros(n_s)
+        # A model unknown to the fit is drawn from the population of models: with
+        # covariates, the spread of the fitted trend x_m . coef adds to the residual
+        # sd (x is centred, so the trend averages 0 over the models).
+        out["ability_pop_sd"], out["u_pop_sd"] = out["ability_sd"], out["u_sd"]
+        coefs = self.covariate_coefs
+        if coefs:
+            x = self.model_covariates.to_numpy()
+
+            def pop_sd(coef, resid):
+                return np.sqrt(resid**2 + np.mean((flat(coef) @ x.T) ** 2, axis=1))
+
+            out["coef"] = {term: flat(name) for term, name in coefs.items()}
+            if "ability" in coefs:
+                out["ability_pop_sd"] = pop_sd(coefs["ability"], out["ability_sd"])
+            if "structural" in coefs:
+                out["u_pop_sd"] = pop_sd(coefs["structural"], out["u_sd"])
         self._cache = (dt, out)
         if cfg["structural"]:
             self._propensity_cache(out)
@@ -442,60 +458,3 @@ class CrossedDrawsMixin:
         for sub in _blocks(need, a.shape[0] * PROPENSITY_NODES):
             pi[:, sub] = self._loo_pi(dr, idx[sub], a[:, sub], b[:, sub])
         return pi, a, b
-
-    def _new_cells(self, dr: dict, problems: list, models: list, conditions) -> tuple:
-        """(pi, a, b), each (samples, cells, GH_NODES), of cells without data.
-
-        ``problems`` / ``models`` hold indices, or None for a new problem / model
-        (drawn from its population). eta ~ Normal(loc, sd) per sample; pi does not
-        depend on eta, so it is constant over the nodes and every query (affine in pi
-        given a, b) is the weighted average over the nodes.
-        """
-        n_s = dr["ability"].shape[0]
-        zeros = np.zeros(n_s)
-        ones = np.ones(n_s)
-        loc, var, kappa, u_loc, u_sd, log_q = [], [], [], [], [], []
-        log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
-        for i, m, c in zip(problems, models, conditions, strict=True):
-            # A new model gets the median discrimination (1) and concentration.
-            if m is None:
-                ab, v, kap, u, us, lam = (
-                    dr["ability_loc"],
-                    dr["ability_sd"] ** 2,
-                    dr["kappa_loc"],
-                    zeros,
-                    dr["u_sd"],
-                    ones,
-                )
-            else:
-                ab, v, kap, u, us, lam = (
-                    dr["ability"][:, m],
-                    zeros,
-                    dr["kappa"][:, m],
-                    dr["u"][:, m],
-                    zeros,
-                    dr["disc"][:, m],
-                )
-            if i is None:
-                d, v = zeros, v + (lam * dr["difficulty_sd"]) ** 2
-                lq = np.broadcast_to(log_w, (n_s, len(log_w)))
-            else:
-                d = lam * dr["difficulty"][:, i]
-                lq = dr["problem_ll"][:, i, :] + log_w if "problem_ll" in dr else None
-            loc.append(ab - d + dr["condition"][:, c])
-            var.append(v)
-            kappa.append(kap)
-            u_loc.append(u)
-            u_sd.append(us)
-            log_q.append(lq)
-        x, _ = gauss_hermite()
-        loc, var, kappa = (np.stack(v, axis=1) for v in (loc, var, kappa))
-        a, b = slab_shapes(
-            loc[..., None] - np.sqrt(var)[..., None] * x, kappa[..., None], self.config["slab"]
-        )
-        if not self.config["structural"]:
-            return np.zeros_like(a), a, b
-        pi = self._pi_given(
-            dr, np.stack(log_q, axis=1), np.stack(u_loc, axis=1), np.stack(u_sd, axis=1)
-        )
-        return np.broadcast_to(pi[..., None], a.shape), a, b

@@ -48,13 +48,19 @@ def simulate_crossed(
     propensity_sd: float = 1.5,
     model_propensity_sd: float = 0.5,
     condition_effects=None,
+    model_covariate=None,
+    ability_coef: float = 0.0,
+    model_propensity_coef: float = 0.0,
     random_seed: int | None = None,
 ) -> CrossedBenchmark:
     """Simulate the crossed model (every problem attempted n times by every model).
 
     With ``condition_effects`` (logit shifts, one per condition), every (problem,
     model) pair is run under every condition, and ``counts`` has a ``condition``
-    column.
+    column. With ``model_covariate`` (one value per model), the abilities and the
+    per-model structural terms get the trends ``ability_coef x_m`` and
+    ``model_propensity_coef x_m`` on the covariate standardised over the models (as
+    in ``model_covariates``), and ``params["model_covariates"]`` holds the table.
 
     Examples
     --------
@@ -67,6 +73,13 @@ def simulate_crossed(
     difficulty = difficulty_sd * rng.standard_normal(n_problems)
     propensity = propensity_sd * rng.standard_normal(n_problems)
     model_prop = model_propensity_sd * rng.standard_normal(n_models)
+    if model_covariate is not None:
+        x = np.asarray(model_covariate, dtype=float)
+        if x.shape != (n_models,):
+            raise ValueError(f"model_covariate needs {n_models} values, got shape {x.shape}")
+        x_std = (x - x.mean()) / x.std()
+        ability = ability + ability_coef * x_std
+        model_prop = model_prop + model_propensity_coef * x_std
     effects = np.zeros(1) if condition_effects is None else np.asarray(condition_effects, float)
     i, m, c = np.unravel_index(
         np.arange(n_problems * n_models * effects.size), (n_problems, n_models, effects.size)
@@ -102,6 +115,10 @@ def simulate_crossed(
         "logit_pi_loc": logit_pi,
         "slab": slab,
     }
+    if model_covariate is not None:
+        params["model_covariates"] = pd.DataFrame({"x": x}, index=models)
+        params["ability_coef"] = ability_coef
+        params["model_propensity_coef"] = model_propensity_coef
     return CrossedBenchmark(counts, truth, params)
 
 
@@ -162,75 +179,6 @@ def compare_structural(
     return tag(fractions, model.diagnostics()), prob_more
 
 
-def predict_new_cell(
-    fitted: CrossedRegimeModel,
-    problem,
-    model,
-    *,
-    condition: str | None = None,
-    ks=(1, 10, 100, 1000),
-    ci_prob: float = q.CI_PROB,
-) -> pd.DataFrame:
-    """Posterior predictive for cells never attempted: (problem, model) pairs.
-
-    A known problem and a known model use their posterior difficulty, ability and
-    propensity (the problem's propensity given all its observed cells); an
-    unknown problem (or model) is a new draw from its population, integrated by
-    Gauss-Hermite quadrature. Intervals are over the posterior of the parameters.
-
-    Parameters
-    ----------
-    fitted : CrossedRegimeModel
-        A fitted crossed model.
-    problem, model : str or sequence of str
-        Labels: one each, or equal-length sequences of pairs.
-    condition : str, optional
-        Condition label (default: the first condition).
-    ks : sequence of int
-        pass@k of a fresh run of k attempts on the new cell.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per pair: problem, model, condition, known_problem, known_model,
-        p_mean, p_zero (structural probability), p_structural (P(p < epsilon)),
-        and ``pass@{k}_mean`` / ``_low`` / ``_high``.
-    """
-    problems = np.atleast_1d(np.asarray(problem, dtype=object)).astype(str)
-    models = np.atleast_1d(np.asarray(model, dtype=object)).astype(str)
-    problems, models = np.broadcast_arrays(problems, models)
-    cond = fitted.conditions[0] if condition is None else str(condition)
-    if cond not in fitted.conditions:
-        raise ValueError(f"unknown condition {cond!r}; known: {fitted.conditions}")
-    p_pos = {p: j for j, p in enumerate(fitted.problems)}
-    m_pos = {p: j for j, p in enumerate(fitted.models)}
-    pi, a, b = fitted._new_cells(
-        fitted._draws(),
-        [p_pos.get(p) for p in problems],
-        [m_pos.get(m) for m in models],
-        [fitted.conditions.index(cond)] * len(problems),
-    )
-    w = gauss_hermite()[1]
-    eps, fam = fitted.config["epsilon"], fitted._family
-    out = pd.DataFrame(
-        {
-            "problem": problems,
-            "model": models,
-            "condition": cond,
-            "known_problem": [p in p_pos for p in problems],
-            "known_model": [m in m_pos for m in models],
-            "p_mean": (fam.posterior_mean_p(0, 0, pi, a, b) @ w).mean(axis=0),
-            "p_zero": (pi @ w).mean(axis=0),
-            "p_structural": (fam.prob_below(eps, 0, 0, pi, a, b) @ w).mean(axis=0),
-        }
-    )
-    for kk in np.atleast_1d(ks).astype(np.int64):
-        passk = fam.pass_at_k_new_problem(kk, pi, a, b) @ w
-        mean, low, high = q.summarise_draws(passk, ci_prob)
-        out[f"pass@{kk}_mean"], out[f"pass@{kk}_low"], out[f"pass@{kk}_high"] = mean, low, high
-    return tag(out, fitted.diagnostics())
-
-
 def problem_summary(fitted: CrossedRegimeModel, ci_prob: float = q.CI_PROB) -> pd.DataFrame:
     """Per problem: difficulty (mean and interval), propensity (posterior mean) and
     ``p_zero_new_model``, the structural probability of a new model on it."""
@@ -242,6 +190,6 @@ def problem_summary(fitted: CrossedRegimeModel, ci_prob: float = q.CI_PROB) -> p
         out["propensity"] = fitted.posterior["propensity"].mean(("chain", "draw")).values
         log_w = np.log(gauss_hermite(PROPENSITY_NODES)[1])
         zeros = np.zeros((len(dr["gamma"]), 1))  # broadcast over problems
-        pi = fitted._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_sd"][:, None])
+        pi = fitted._pi_given(dr, dr["problem_ll"] + log_w, zeros, zeros + dr["u_pop_sd"][:, None])
         out["p_zero_new_model"] = pi.mean(axis=0)
     return tag(out, fitted.diagnostics())
