@@ -117,7 +117,7 @@ def _assemble(
             frac = frac_estimate.get(label, np.nan)
         else:
             frac = float(rescue_rows[fmask].mean()) if fmask.any() else np.nan
-        frac_rows[label] = {"estimate": frac, "low": np.nan, "high": np.nan}
+        frac_rows[label] = {"estimate": frac, "low": np.nan, "high": np.nan, "spread": np.nan}
         est = passk_rows[mask].mean(axis=0) if passk_estimate is None else passk_estimate[label]
         passk_rows_out += [
             {"group": label, "k": int(kk), "estimate": float(e), "low": np.nan, "high": np.nan}
@@ -128,7 +128,8 @@ def _assemble(
     passk_df = pd.DataFrame(passk_rows_out)
     if intervals is not None:
         frac_int, passk_int = intervals
-        frac_df[["low", "high"]] = frac_int.loc[frac_df.index, ["low", "high"]].to_numpy()
+        cols = ["low", "high", "spread"]
+        frac_df[cols] = frac_int.loc[frac_df.index, cols].to_numpy()
         merged = passk_df[["group", "k"]].merge(passk_int, on=["group", "k"], how="left")
         passk_df[["low", "high"]] = merged[["low", "high"]].to_numpy()
     return HeldoutPrediction(

@@ -279,7 +279,9 @@ def predictive_intervals(
     Returns
     -------
     rescued_fraction : pandas.DataFrame
-        Index ``group`` (groups, then ``"pooled"``), columns ``low``, ``high``.
+        Index ``group`` (groups, then ``"pooled"``), columns ``low``, ``high`` and
+        ``spread``, the mean absolute deviation of the predictive draws from their
+        mean: the absolute error the prediction expects of itself, if calibrated.
     pass_at_k : pandas.DataFrame
         Columns ``group``, ``k``, ``low``, ``high``.
 
@@ -314,10 +316,12 @@ def predictive_intervals(
     masks = group_masks(labels)
     frac_rows = {}
     for label, mask in masks:
-        lo = hi = np.nan
+        lo = hi = spread = np.nan
         if (mask & fail).any():
-            lo, hi = np.quantile((k_test[:, mask & fail] > 0).mean(axis=1), q)
-        frac_rows[label] = {"low": float(lo), "high": float(hi)}
+            frac = (k_test[:, mask & fail] > 0).mean(axis=1)
+            lo, hi = np.quantile(frac, q)
+            spread = np.mean(np.abs(frac - frac.mean()))
+        frac_rows[label] = {"low": float(lo), "high": float(hi), "spread": float(spread)}
     rescued_fraction = pd.DataFrame.from_dict(frac_rows, orient="index")
     rescued_fraction.index.name = "group"
 

@@ -161,6 +161,25 @@ def test_predictive_intervals_cover_simulated_truth():
     assert 0.75 <= np.mean(hits) <= 0.98
 
 
+def test_predictive_spread_is_the_calibrated_absolute_error():
+    """``spread`` = E|F - E F| over the predictive draws of the rescued fraction F: with
+    p either 0 or 1 for every failure (half the draws each), F is 0 or 1, spread 0.5;
+    with p known exactly it is the mean absolute error of the predictive mean against
+    replications of the held-out data."""
+    split = holdout_split(pd.DataFrame({"n": [50] * 6, "k": [0] * 6}), 10, 0)
+    draws = np.repeat([[0.0] * 6, [1.0] * 6], 100, axis=0)
+    frac, _ = predictive_intervals(split, draws, [20], group=None, random_seed=0)
+    assert frac.loc["all", "spread"] == pytest.approx(0.5)
+    rng = np.random.default_rng(2)
+    p = rng.beta(0.3, 3.0, size=200)
+    split = holdout_split(pd.DataFrame({"n": 60, "k": rng.binomial(60, p)}), 10, rng)
+    frac, _ = predictive_intervals(split, np.tile(p, (4000, 1)), [20], group=None, random_seed=3)
+    fail = split["k_train"].to_numpy() == 0
+    replicas = (rng.binomial(50, p[fail], size=(4000, fail.sum())) > 0).mean(axis=1)
+    mean = 1 - np.mean((1 - p[fail]) ** 50)
+    assert frac.loc["all", "spread"] == pytest.approx(np.mean(np.abs(replicas - mean)), rel=0.08)
+
+
 # ---------------------------------------------------------------------------
 # baselines
 # ---------------------------------------------------------------------------
