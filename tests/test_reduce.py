@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from _datahelp import one_line_error  # noqa: E402
 
 from bayes_regimes import _keyindex
 from bayes_regimes.cli import _read_input, build_parser
 from bayes_regimes.data import RolloutData, read_rollouts
-from bayes_regimes.errors import DataError
 from bayes_regimes.reduce import reduce_rollouts
 
 
@@ -56,15 +56,7 @@ def concat(paths: list[Path]) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
-def error(match: str, func, *args, **kwargs) -> str:
-    """Call func, expect a one-line DataError containing every |-separated part."""
-    with pytest.raises(DataError) as info:
-        func(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message, message
-    for part in match.split("|"):
-        assert part in message, f"{part!r} not in {message!r}"
-    return message
+error = one_line_error
 
 
 @pytest.fixture(scope="module")
