@@ -156,6 +156,8 @@ def test_covariate_terms(sim):
         RegimeModel(data, **plain, covariate_terms=["structural"], model_propensity=False)
     with pytest.raises(ValueError, match="non-empty subset"):
         RegimeModel(data, **plain, covariate_terms=["size"])
+    with pytest.raises(ValueError, match="covariate_terms needs model_covariates"):
+        RegimeModel(data, pooling="crossed", covariate_terms=["ability"])
     # The default informs every per-model term the model has.
     assert list(RegimeModel(data, **plain).covariate_coefs) == ["ability", "structural", "kappa"]
     only = RegimeModel(data, **plain, model_propensity=False, kappa_by="global")

@@ -245,6 +245,8 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         # standardises them the same way.
         cov = None if model_covariates is None else covariate_matrix(model_covariates, models)
         raw, terms = None, None
+        if cov is None and covariate_terms is not None:
+            raise ValueError("covariate_terms needs model_covariates")
         if cov is not None:
             options = {"model_propensity": bool(model_propensity), "kappa_by": kappa_by}
             terms = resolve_terms(covariate_terms, structural=bool(structural), **options)
