@@ -228,6 +228,26 @@ def test_new_model_placed_by_its_covariates_matches_monte_carlo(fitted):
         fitted.predict_new_cell("q0000", "big", model_covariates={"y": {"big": 9.0}})
 
 
+def test_every_query_runs_on_a_covariate_fit(fitted):
+    """The core model's queries, LOO, the comparison and the figures, unchanged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    gain = fitted.expected_gain(100)
+    reg = fitted.regimes()
+    failed = (gain["k"] == 0).to_numpy()
+    assert np.all(gain["gain_mean"].to_numpy()[failed] <= 1 - reg["p_zero"].to_numpy()[failed])
+    assert fitted.pass_at_k([1, 1000])["mean"].between(0, 1).all()
+    alloc = fitted.allocate(40)
+    assert alloc["extra"].sum() <= 40 and (alloc.loc[alloc["k"] > 0, "extra"] == 0).all()
+    fractions, more = fitted.compare_structural()
+    assert len(fractions) == len(fitted.models) and more.shape == (6, 6)
+    assert "log_likelihood" in fitted.idata.children
+    fitted.plot_difficulty_ability()
+    summary = fitted.problem_summary()
+    assert summary["p_zero_new_model"].between(0, 1).all()
+
+
 def test_save_load_keeps_covariates(fitted, tmp_path):
     loaded = BaseModel.load(fitted.save(tmp_path / "cov.nc"))
     assert loaded.config == fitted.config
