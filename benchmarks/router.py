@@ -352,6 +352,13 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", nargs="+", default=list(PARTS))
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument(
+        "--chains",
+        type=int,
+        default=2,
+        help="chains per fit (the published run: 2; with 4 the full fit passes R-hat, "
+        "max 1.008, at 1.7x the time)",
+    )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--loo-draws", type=int, default=100, help="posterior draws used by loo")
     ap.add_argument("--seed", type=int, default=0)
@@ -375,7 +382,7 @@ def main(argv=None) -> int:
     results["settings"] = {
         "draws": args.draws,
         "tune": args.tune,
-        "chains": 2,
+        "chains": args.chains,
         "target_accept": 0.9,
         "folds": args.folds,
         "seed": args.seed,

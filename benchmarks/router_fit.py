@@ -35,7 +35,7 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
         model.fit(
             draws=args.draws,
             tune=args.tune,
-            chains=2,
+            chains=getattr(args, "chains", 2),
             random_seed=seed,
             progressbar=False,
             target_accept=0.9,
@@ -44,7 +44,8 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
 
 
 def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[InterventionModel, dict]:
-    """Load the cached fit ``name`` or fit (nutpie, 2 chains, target_accept 0.9) and cache it.
+    """Load the cached fit ``name`` or fit (nutpie, ``--chains`` chains, default 2,
+    target_accept 0.9) and cache it.
 
     A fit with a stuck chain (:func:`~bayes_regimes.diagnostics.stuck_chains`: on the
     paper's table a chain sometimes ends its tuning at a 7x smaller step size and then
@@ -52,7 +53,8 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     first attempt's diagnostics stay in the record (``retried_after``), and the report
     says so.
     """
-    path = Path(args.cache) / f"{name}.nc"
+    chains = getattr(args, "chains", 2)
+    path = Path(args.cache) / (f"{name}.nc" if chains == 2 else f"{name}_chains{chains}.nc")
     if path.exists():
         model = InterventionModel.load(path)
         info = json.loads(model.idata.attrs.get("fit", "{}"))
