@@ -159,7 +159,8 @@ class CrossedDesign(SBCDesign):
         self.n_models, self.n_problems, self.n = n_models, n_problems, n
         self.models = [f"m{j:02d}" for j in range(n_models)]
         self.problems = [f"q{j:04d}" for j in range(n_problems)]
-        cfg = self.build(self.template_data()).config
+        template = self.build(self.template_data())
+        cfg = template.config
         if cfg["slab"] not in ("beta", "beta_logit"):
             raise ValueError(f"crossed SBC supports the Beta slabs, not {cfg['slab']!r}")
         if cfg["discrimination"]:
@@ -172,7 +173,7 @@ class CrossedDesign(SBCDesign):
             if cfg["model_propensity"]:
                 names += ["model_propensity", "model_propensity_sd"]
         self.covariates = list(cfg["model_covariates"] or {})
-        names += list(self.build(self.template_data()).covariate_coefs.values())
+        names += list(template.covariate_coefs.values())
         self.prior_vars = names
         self.cell_labels = (
             ["z[failed cell]", "p[failed cell]", "p[cell 0]"]

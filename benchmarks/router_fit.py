@@ -35,7 +35,7 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
         model.fit(
             draws=args.draws,
             tune=args.tune,
-            chains=getattr(args, "chains", 2),
+            chains=args.chains,
             random_seed=seed,
             progressbar=False,
             target_accept=0.9,
@@ -53,8 +53,9 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     first attempt's diagnostics stay in the record (``retried_after``), and the report
     says so.
     """
-    chains = getattr(args, "chains", 2)
-    path = Path(args.cache) / (f"{name}.nc" if chains == 2 else f"{name}_chains{chains}.nc")
+    path = Path(args.cache) / (
+        f"{name}.nc" if args.chains == 2 else f"{name}_chains{args.chains}.nc"
+    )
     if path.exists():
         model = InterventionModel.load(path)
         info = json.loads(model.idata.attrs.get("fit", "{}"))

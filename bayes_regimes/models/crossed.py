@@ -101,8 +101,8 @@ from bayes_regimes import queries as q
 from bayes_regimes import slabs
 from bayes_regimes.data import Patterns, RolloutData
 from bayes_regimes.errors import DataError
+from bayes_regimes.models import crossed_covariates as covariates
 from bayes_regimes.models import crossed_vi
-from bayes_regimes.models.crossed_covariates import COEF_NAMES, covariate_matrix, resolve_terms
 from bayes_regimes.models.crossed_draws import (
     FAST_BETA,
     SLABS,
@@ -243,15 +243,16 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         models = [str(u) for u in pd.unique(cells["group"])]
         # Validated now (clear errors); stored raw in the config, so a loaded fit
         # standardises them the same way.
-        cov = None if model_covariates is None else covariate_matrix(model_covariates, models)
-        raw, terms = None, None
-        if cov is None and covariate_terms is not None:
+        cov = raw = terms = None
+        if model_covariates is None and covariate_terms is not None:
             raise ValueError("covariate_terms needs model_covariates")
-        if cov is not None:
+        if model_covariates is not None:
+            rows = covariates.checked_covariates(model_covariates, models)
+            cov, raw = covariates.standardise(rows), rows.to_dict()
             options = {"model_propensity": bool(model_propensity), "kappa_by": kappa_by}
-            terms = resolve_terms(covariate_terms, structural=bool(structural), **options)
-            table = pd.DataFrame(model_covariates).rename(index=str, columns=str)
-            raw = {c: {m: float(table.loc[m, c]) for m in models} for c in cov.columns}
+            terms = covariates.resolve_terms(
+                covariate_terms, structural=bool(structural), **options
+            )
         merged = {**DEFAULT_PRIORS, **(priors or {})}
         merged = {k: list(v) if isinstance(v, tuple | list) else v for k, v in merged.items()}
         super(RegimeModel, self).__init__(
@@ -275,7 +276,7 @@ class CrossedRegimeModel(CrossedDrawsMixin, RegimeModel):
         #: Standardised model covariates (models x covariates), or None.
         self.model_covariates = None if cov is None else cov.loc[self.models]
         #: Posterior names of the covariate coefficients, by the term they inform.
-        self.covariate_coefs = {t: COEF_NAMES[t] for t in terms or []}
+        self.covariate_coefs = {t: covariates.COEF_NAMES[t] for t in terms or []}
         self._condition, self.conditions = _labels(cells["condition"])
         self._use_condition = bool(condition_effect) and len(self.conditions) > 1
         self._k = cells["k"].to_numpy(np.int64)

@@ -89,6 +89,59 @@ def as_table(covariates: pd.DataFrame | Mapping) -> pd.DataFrame:
     return table
 
 
+def _finite_rows(
+    table: pd.DataFrame, models: list[str], columns: list[str], who: str = "model(s)"
+) -> pd.DataFrame:
+    """``table``'s rows ``models`` and ``columns`` as floats; names what is missing or bad."""
+    missing = [m for m in models if m not in table.index]
+    if missing:
+        raise DataError(
+            f"model_covariates: no row for {who} {missing} (index must hold the model names)"
+        )
+    rows = table.loc[models, columns]
+    for col in columns:
+        values = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)
+        bad = rows.index[~np.isfinite(values)]
+        if len(bad):
+            raise DataError(
+                f"model_covariates: column {col!r} is not a finite number for model(s) {list(bad)}"
+            )
+        rows[col] = values
+    return rows.astype(float)
+
+
+def checked_covariates(covariates: pd.DataFrame | Mapping, models: list[str]) -> pd.DataFrame:
+    """The raw covariates of ``models`` (rows in that order) as floats, checked.
+
+    Raises
+    ------
+    DataError
+        Empty table, duplicate model rows, a fitted model without a row, a column that
+        is not numeric, not finite or constant over the fitted models, or as many
+        covariates as models.
+    """
+    table = as_table(covariates)
+    if table.shape[1] == 0 or table.shape[0] == 0:
+        raise DataError("model_covariates: empty table (need one row per model, >= 1 column)")
+    dup = table.index[table.index.duplicated()]
+    if len(dup):
+        raise DataError(f"model_covariates: duplicate row(s) for model(s) {sorted(set(dup))}")
+    rows = _finite_rows(table, models, list(table.columns))
+    if table.shape[1] >= len(models):
+        raise DataError(
+            f"model_covariates: {table.shape[1]} column(s) for {len(models)} models; "
+            "use fewer covariates than models"
+        )
+    scale = rows.std(ddof=0)
+    constant = list(scale.index[scale <= 1e-12 * (1 + rows.abs().max())])
+    if constant:
+        raise DataError(
+            f"model_covariates: column(s) {constant} constant over the fitted models "
+            "(nothing to learn from; drop them)"
+        )
+    return rows
+
+
 def covariate_matrix(covariates: pd.DataFrame | Mapping, models: list[str]) -> pd.DataFrame:
     """Standardised covariates of ``models`` (rows in that order), checked.
 
@@ -107,9 +160,7 @@ def covariate_matrix(covariates: pd.DataFrame | Mapping, models: list[str]) -> p
     Raises
     ------
     DataError
-        Empty table, duplicate model rows, a fitted model without a row, a column that
-        is not numeric, not finite or constant over the fitted models, or as many
-        covariates as models.
+        As :func:`checked_covariates`.
 
     Examples
     --------
@@ -118,39 +169,14 @@ def covariate_matrix(covariates: pd.DataFrame | Mapping, models: list[str]) -> p
     >>> covariate_matrix(cov, ["c", "a", "b"])["log_params"].round(3).tolist()
     [1.225, -1.225, 0.0]
     """
-    table = as_table(covariates)
-    if table.shape[1] == 0 or table.shape[0] == 0:
-        raise DataError("model_covariates: empty table (need one row per model, >= 1 column)")
-    dup = table.index[table.index.duplicated()]
-    if len(dup):
-        raise DataError(f"model_covariates: duplicate row(s) for model(s) {sorted(set(dup))}")
-    missing = [m for m in models if m not in table.index]
-    if missing:
-        raise DataError(
-            f"model_covariates: no row for model(s) {missing} (index must hold the model names)"
-        )
-    if table.shape[1] >= len(models):
-        raise DataError(
-            f"model_covariates: {table.shape[1]} column(s) for {len(models)} models; "
-            "use fewer covariates than models"
-        )
-    rows = table.loc[models]
-    for col in rows.columns:
-        values = pd.to_numeric(rows[col], errors="coerce")
-        bad = rows.index[~np.isfinite(values.to_numpy(dtype=float))]
-        if len(bad):
-            raise DataError(
-                f"model_covariates: column {col!r} is not a finite number for model(s) {list(bad)}"
-            )
-        rows[col] = values.astype(float)
-    scale = rows.std(ddof=0)
-    constant = list(scale.index[scale <= 1e-12 * (1 + rows.abs().max())])
-    if constant:
-        raise DataError(
-            f"model_covariates: column(s) {constant} constant over the fitted models "
-            "(nothing to learn from; drop them)"
-        )
-    return (rows - rows.mean()) / scale
+    return standardise(checked_covariates(covariates, models))
+
+
+def standardise(rows: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``rows`` on the scale of ``reference`` (default: themselves): minus its column
+    means, over its population sds."""
+    reference = rows if reference is None else reference
+    return (rows - reference.mean()) / reference.std(ddof=0)
 
 
 def standardise_new(
@@ -179,16 +205,5 @@ def standardise_new(
     missing_cols = [c for c in fitted.columns if c not in table.columns]
     if missing_cols:
         raise DataError(f"model_covariates: no column(s) {missing_cols} (the fit used them)")
-    missing = [m for m in models if m not in table.index]
-    if missing:
-        raise DataError(f"model_covariates: no row for new model(s) {missing}")
-    rows = table.loc[models, list(fitted.columns)]
-    for col in rows.columns:
-        values = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)
-        bad = rows.index[~np.isfinite(values)]
-        if len(bad):
-            raise DataError(
-                f"model_covariates: column {col!r} is not a finite number for model(s) {list(bad)}"
-            )
-        rows[col] = values
-    return (rows - fitted.mean()) / fitted.std(ddof=0)
+    rows = _finite_rows(table, models, list(fitted.columns), who="new model(s)")
+    return standardise(rows, fitted)

@@ -293,14 +293,15 @@ class CrossedDrawsMixin:
         if coefs:
             x = self.model_covariates.to_numpy()
 
-            def pop_sd(coef, resid):
-                return np.sqrt(resid**2 + np.mean((flat(coef) @ x.T) ** 2, axis=1))
-
             out["coef"] = {term: flat(name) for term, name in coefs.items()}
+
+            def pop_sd(term, resid):
+                return np.sqrt(resid**2 + np.mean((out["coef"][term] @ x.T) ** 2, axis=1))
+
             if "ability" in coefs:
-                out["ability_pop_sd"] = pop_sd(coefs["ability"], out["ability_sd"])
+                out["ability_pop_sd"] = pop_sd("ability", out["ability_sd"])
             if "structural" in coefs:
-                out["u_pop_sd"] = pop_sd(coefs["structural"], out["u_sd"])
+                out["u_pop_sd"] = pop_sd("structural", out["u_sd"])
         self._cache = (dt, out)
         if cfg["structural"]:
             self._propensity_cache(out)
