@@ -25,8 +25,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -485,31 +483,3 @@ def merge_spec(plan: Plan) -> dict[str, str]:
         spec |= {f"_min:{name}": "min", f"_max:{name}": "max", f"_nanany:{name}": "max"}
         spec |= {f"_nanall:{name}": "min", f"_var:{name}": "max", f"_bad:{name}": "min"}
     return spec
-
-
-def progress_ticker(progress: Any, total: int) -> Callable[[int], None]:
-    """A function taking the rows done so far (tqdm bar, stderr lines, or a callback)."""
-    if callable(progress):
-        return lambda done: progress(done, total)
-    if not progress:
-        return lambda done: None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        last = [time.perf_counter()]
-
-        def report(done: int) -> None:
-            now = time.perf_counter()
-            if now - last[0] > 2 or done == total:
-                last[0] = now
-                print(f"[bayes-regimes] reduced {done:,} / {total:,} rows", file=sys.stderr)
-
-        return report
-    bar = tqdm(total=total, unit="row", unit_scale=True, desc="reducing", leave=False)
-
-    def advance(done: int) -> None:
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return advance

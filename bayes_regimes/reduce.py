@@ -68,12 +68,12 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from bayes_regimes._keyindex import read_ahead
+from bayes_regimes._progress import progress_ticker
 from bayes_regimes._reduce_finish import _finish
 from bayes_regimes._streaming import (
     POS_SHIFT,
     Plan,
     Reducer,
-    progress_ticker,
 )
 from bayes_regimes.data import (
     _RESERVED,
