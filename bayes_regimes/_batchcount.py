@@ -2,10 +2,10 @@
 
 :class:`~bayes_regimes._streaming.Reducer` counts each batch over a local key
 (mixed-radix over the key columns' codes): rollouts and successes per present key in
-one ``bincount`` (:func:`count_keys`), and the first row of each new key
-(:func:`first_rows`), in cache-sized chunks. Nothing here touches the Reducer's
-state. (Running this part in the read-ahead threads was measured no faster: numpy's
-per-chunk passes hold the GIL that the decoding threads and the caller need.)
+one compiled pass (:func:`count_keys`), and the first row of each new key
+(:func:`first_rows`). Nothing here touches the Reducer's state. (Running this part
+in the read-ahead threads was measured no faster when it was numpy passes holding the
+GIL; the compiled pass does not hold it, but on 2 cores decoding fills both.)
 
 Examples
 --------
@@ -24,47 +24,25 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-CHUNK = 1 << 18  # rows per chunk of a per-row pass (its int32 work array: 1 MiB)
-
-
-def chunk_rows(rows: int, bins: int) -> int:
-    """Rows per chunk of a per-row pass: its work arrays stay in cache, while the
-    per-chunk results (``bins`` of them) are added up at most ``rows / 4`` times."""
-    return max(CHUNK, 8 * bins) if rows > CHUNK else max(rows, 1)
-
 
 def is_dense(size: int, rows: int) -> bool:
     """Whether a local key space of ``size`` is counted directly (bins stay O(batch))."""
     return size <= 2 * rows + 65536
 
 
-def work_dtype(key: np.ndarray, size: int) -> type:
-    """int32 work arrays for int32 keys (dictionary codes) of a small space, else int64."""
-    return np.int32 if key.dtype == np.int32 and 2 * size < 2**31 else np.int64
-
-
 def count_keys(
-    key: np.ndarray, size: int, outcome: np.ndarray, work: np.ndarray | None = None
+    key: np.ndarray, size: int, outcome: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rollouts, successes and the present keys of a dense local key.
+    """Rollouts, successes and the present keys of a dense local key (``0 .. size - 1``).
 
-    One ``bincount`` over ``2 * key + outcome`` in cache-sized chunks counts both.
-    ``work`` is an optional reused buffer of at least :func:`chunk_rows` items of
-    :func:`work_dtype`.
+    One compiled pass (:func:`~bayes_regimes._kernels.count_pairs`) counts both.
     """
-    rows = len(key)
-    step = chunk_rows(rows, size)
-    dtype = work_dtype(key, size)
-    if work is None or len(work) < step or work.dtype != dtype:
-        work = np.empty(step, dtype=dtype)
-    table = np.zeros(2 * size, dtype=np.int64)
-    for start in range(0, rows, step):
-        end = min(rows, start + step)
-        part = work[: end - start]
-        np.left_shift(key[start:end], 1, out=part, dtype=part.dtype)
-        np.bitwise_or(part, outcome[start:end], out=part, dtype=part.dtype)
-        table += np.bincount(part, minlength=2 * size)
-    table = table.reshape(size, 2)
+    from bayes_regimes._kernels import count_pairs  # compiled code: load on first use
+
+    table = np.zeros((size, 2), dtype=np.int64)
+    bad = count_pairs(key, outcome, table)
+    if bad >= 0:  # cannot come from a valid batch: a defect, not a data error
+        raise AssertionError(f"local key {key[bad]} of row {bad} outside 0 .. {size - 1}")
     counts = table[:, 0] + table[:, 1]
     present = np.flatnonzero(counts)
     return counts[present], table[present, 1], present

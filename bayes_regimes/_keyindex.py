@@ -2,7 +2,7 @@
 
 * :class:`KeyIndex`: int64 keys -> dense ids, a log-structured set of pandas Indexes;
 * :class:`ValueIndex`: raw values (strings, numbers) -> dense ids, a dict, with a
-  vectorised path for Arrow string arrays through :func:`hash_strings`;
+  compiled path for Arrow string arrays (:class:`~bayes_regimes._kernels.StringMap`);
 * :class:`CellIndex`: a cell's key codes -> cell id, a direct-address table while the
   code ranges are small, else pairwise-packed :class:`KeyIndex` maps;
 * :class:`Grow`, :class:`Bits`: a growable array and a growable (cell, sample) bitmap;
@@ -31,9 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-
-from bayes_regimes._cellkeys import _first_flags
 
 _EMPTY = np.empty(0, dtype=np.int64)
 
@@ -91,76 +88,26 @@ class KeyIndex:
         return np.concatenate([index.to_numpy() for _, index in self._levels] or [_EMPTY])
 
 
-_P = 0x100000001B3  # FNV prime: odd, so invertible modulo 2**64
-_POWERS = (np.ones(1, np.uint64), np.ones(1, np.uint64))  # P**i and P**-i modulo 2**64
-
-
-def _powers(size: int) -> tuple[np.ndarray, np.ndarray]:
-    global _POWERS
-    tables = _POWERS  # one read: another thread may swap in larger tables meanwhile
-    if len(tables[0]) < size:
-        size = max(size, 2 * len(tables[0]))
-        grown = []
-        for base in (_P, pow(_P, -1, 2**64)):
-            steps = np.full(size, base, dtype=np.uint64)
-            steps[0] = 1
-            grown.append(np.cumprod(steps, dtype=np.uint64))
-        tables = _POWERS = (grown[0], grown[1])
-    return tables
-
-
-def hash_strings(arr: pa.Array) -> np.ndarray:
-    """A 64-bit hash of each string of an Arrow string array, computed in numpy.
-
-    Each string hashes to ``sum((byte + 1) * P**i)`` mixed with its length and a
-    splitmix64 finaliser; bytes are weighted by their position in the data buffer and
-    the string's start is divided out with the modular inverse of ``P``, so the whole
-    array costs a handful of vectorised passes. Callers verify hits (see ValueIndex).
-    """
-    bufs = arr.buffers()
-    wide = np.int64 if pa.types.is_large_string(arr.type) else np.int32
-    offsets = np.frombuffer(bufs[1], wide)[arr.offset : arr.offset + len(arr) + 1]
-    offsets = offsets.astype(np.int64) - int(offsets[0])
-    lengths = np.diff(offsets)
-    h = lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    total = int(offsets[-1])
-    if total:
-        power, inverse = _powers(total)
-        start = int(np.frombuffer(bufs[1], wide)[arr.offset])
-        data = np.frombuffer(bufs[2], np.uint8)[start : start + total]
-        terms = (data + np.uint64(1)) * power[:total]
-        filled = lengths > 0
-        firsts = offsets[:-1][filled]
-        h[filled] += np.add.reduceat(terms, firsts) * inverse[firsts]
-    for shift, factor in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
-        h ^= h >> np.uint64(shift)
-        h *= np.uint64(factor)
-    h ^= h >> np.uint64(31)
-    return h.view(np.int64)
-
-
 class ValueIndex:
     """Growable map from raw values (strings, numbers) to dense ids in insertion order.
 
     A plain dict (for Python strings it probes faster than a pandas object Index).
-    Arrow string arrays take a faster path: their numpy hashes are looked up in a
-    :class:`KeyIndex` and every hit is verified against the stored strings, so hash
-    collisions cost time, never correctness.
+    Arrow string arrays take a faster path while every value is a string: a compiled
+    :class:`~bayes_regimes._kernels.StringMap` over their bytes, which only needs the
+    new strings as Python objects.
     """
 
     def __init__(self) -> None:
         self._ids: dict = {}
         self._values: list = []
-        self._hashes, self._hash_ids = KeyIndex(), Grow(np.int64)
-        self._strings: list[pa.Array] = []  # every value, in id order, while all are str
+        self._strings: Any = None  # StringMap of the values, built on first Arrow use
         self._all_str = True
 
     def __len__(self) -> int:
         return len(self._values)
 
-    def get_or_add(self, values: list, arrow: pa.Array | None = None) -> np.ndarray:
-        """Ids of the values (a list, optionally also as an Arrow string array), adding
-        the absent ones in order."""
+    def get_or_add(self, values: list) -> np.ndarray:
+        """Ids of the values (a list), adding the absent ones in order."""
         ids = self._ids
         out = np.fromiter(map(ids.get, values, itertools.repeat(-1)), np.int64, len(values))
         new = np.flatnonzero(out < 0)
@@ -175,10 +122,6 @@ class ValueIndex:
             else:
                 out[new] = np.fromiter(map(ids.__getitem__, asked), np.int64, len(asked))
             self._all_str = self._all_str and set(map(type, fresh)) <= {str}
-            if self._all_str and fresh:
-                every = arrow is not None and len(fresh) == len(values)  # all new, distinct
-                strings = arrow if every else pa.array(fresh, pa.large_string())
-                self._strings.append(strings.cast(pa.large_string()))
         return out
 
     def get_or_add_arrow(self, arr: pa.Array) -> np.ndarray:
@@ -186,25 +129,21 @@ class ValueIndex:
         is_str = pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
         if not (is_str and self._all_str) or arr.null_count:
             return self.get_or_add(arr.to_pylist())
-        h = hash_strings(arr)
-        found = self._hashes.lookup(h)
-        ids = np.where(found >= 0, self._hash_ids.a[np.maximum(found, 0)], -1)
-        hit = np.flatnonzero(ids >= 0)
-        if hit.size:
-            if len(self._strings) > 1:
-                self._strings = [pa.concat_arrays(self._strings)]
-            known = self._strings[0].take(pa.array(ids[hit]))
-            asked = arr.take(pa.array(hit)).cast(pa.large_string())
-            ids[hit[~pc.equal(known, asked).to_numpy(zero_copy_only=False)]] = -1
-        miss = np.flatnonzero(ids < 0)
-        if miss.size:
-            missed = arr if miss.size == len(arr) else arr.take(pa.array(miss))
-            ids[miss] = self.get_or_add(missed.to_pylist(), missed)
-            unseen = miss[found[miss] < 0]
-            codes, fresh = pd.factorize(h[unseen])
-            first = np.flatnonzero(_first_flags(codes))
-            added = self._hashes.add(np.asarray(fresh, dtype=np.int64))
-            self._hash_ids.ensure(len(self._hashes))[added] = ids[unseen[first]]
+        if self._strings is None:
+            from bayes_regimes._kernels import StringMap  # compiled code: load on first use
+
+            self._strings = StringMap()
+        known = len(self._strings)
+        if known < len(self._values):  # values added from Python lists: enter them, in order
+            self._strings.find_or_add(pa.array(self._values[known:], pa.large_string()))
+            known = len(self._values)
+        ids = self._strings.find_or_add(arr)
+        if len(self._strings) > known:  # new strings got the next ids, in order of appearance
+            new = np.flatnonzero(ids >= known)
+            _, first = np.unique(ids[new], return_index=True)
+            fresh = arr.take(pa.array(new[first])).to_pylist()
+            self._ids.update(zip(fresh, range(known, known + len(fresh)), strict=True))
+            self._values.extend(fresh)
         return ids
 
     def values(self) -> np.ndarray:
@@ -222,7 +161,12 @@ class Grow:
 
     def ensure(self, size: int) -> np.ndarray:
         if size > len(self.a):
-            new = np.full(max(size, 2 * len(self.a)), self.fill, dtype=self.a.dtype)
+            grown = max(size, 2 * len(self.a))
+            if self.fill == 0:  # calloc: the tail's pages stay untouched until used
+                new = np.zeros(grown, dtype=self.a.dtype)
+            else:
+                new = np.empty(grown, dtype=self.a.dtype)
+                new[len(self.a) :] = self.fill
             new[: len(self.a)] = self.a
             self.a = new
         return self.a
@@ -255,27 +199,24 @@ class Bits:
         return byte, np.left_shift(1, codes & 7).astype(np.uint8)
 
     def add_cells(
-        self, cells: np.ndarray, local: np.ndarray | None, size: int, offsets: Any, rows: int
+        self, cells: np.ndarray, local: np.ndarray | None, size: int, key: np.ndarray, codes: Any
     ) -> bool:
-        """Set bits given per local key, unless one was set already or repeats; return
-        whether one did.
+        """Set bit ``codes[i]`` of local key ``key[i]``'s cell for each row i, unless a bit
+        was set already or repeats; return whether one did (nothing is set then).
 
-        Local key ``local[i]`` (``i`` when ``local`` is None) is cell ``cells[i]``;
-        ``offsets`` yields arrays of ``local key * bits per cell + code``, ``rows`` in
-        all. The cells' rows are unpacked to a byte per bit: the offsets set their
-        bytes, and the count of set bytes grows by ``rows`` exactly when no bit repeats.
+        Local key ``local[j]`` (``j`` when ``local`` is None) is cell ``cells[j]``; local
+        keys lie in ``0 .. size - 1``. The cells' bytes are copied into a block in local
+        key order, set by a compiled pass over the rows, and copied back.
         """
+        from bayes_regimes._kernels import set_bits  # compiled code: load on first use
+
         table = self.a.reshape(-1, self.width)
         block = np.zeros((size, self.width), dtype=np.uint8)
         where = slice(None) if local is None else local
         block[where] = table[cells]
-        before = int(np.bitwise_count(block).sum(dtype=np.int64))
-        span = np.unpackbits(block.reshape(-1), bitorder="little")
-        for part in offsets:
-            span[part] = 1
-        if np.count_nonzero(span) - before != rows:
+        if set_bits(key, codes, block) >= 0:
             return True
-        table[cells] = np.packbits(span, bitorder="little").reshape(size, self.width)[where]
+        table[cells] = block[where]
         return False
 
     def add(self, byte: np.ndarray, mask: np.ndarray) -> bool:

@@ -4,13 +4,13 @@ A :class:`Reducer` consumes Arrow record batches in scan order and keeps only
 per-cell state: the cell's key codes, ``n``, ``k``, the position of its first row
 and per-feature reference values. Key values map to global integer codes
 (dictionary-encoded string columns cost one lookup per dictionary entry, small
-integer columns one per distinct value); each batch is then counted with
-``numpy.bincount`` over a mixed-radix local key. New cells are numbered in order of
-first appearance. Nothing here grows with the number of rows except the optional
-sample-index check: one bit per (cell, distinct sample value); a batch sets its bits
-at once on its cells' rows unpacked to a byte per bit (no repeat exactly when the
-count of set bytes grows by the number of rows). Per-row work stays in a few int32
-passes over reused buffers: it must keep up with the Parquet decoder.
+integer columns one per distinct value); each batch is then counted in one compiled
+pass over a mixed-radix local key (:mod:`bayes_regimes._kernels`). New cells are
+numbered in order of first appearance. Nothing here grows with the number of rows
+except the optional sample-index check: one bit per (cell, distinct sample value); a
+batch copies its cells' bits into a block, sets them in one compiled pass that stops
+at the first repeat, and copies them back. Per-row work stays in a few int32 passes
+and compiled loops: it must keep up with the Parquet decoder.
 
 Examples
 --------
@@ -35,11 +35,9 @@ import pyarrow.compute as pc
 
 from bayes_regimes._batchcount import (
     bool_outcome,
-    chunk_rows,
     count_keys,
     first_rows,
     is_dense,
-    work_dtype,
 )
 from bayes_regimes._cellkeys import _first_flags
 from bayes_regimes._keyindex import Bits, CellIndex, Grow, ValueIndex
@@ -118,14 +116,6 @@ class Reducer:
         self.samples, self.sample_table, self.bits = ValueIndex(), Grow(np.int64, -1), Bits()
         self._identity = 0  # small integer samples below this are their own ids
         self._dicts: dict[int, tuple[pa.Array, np.ndarray]] = {}
-        self._buffers: dict[str, np.ndarray] = {}
-
-    def _scratch(self, name: str, rows: int, dtype: Any) -> np.ndarray:
-        """A reused per-row work array (fresh large arrays cost page faults every batch)."""
-        buf = self._buffers.get(name)
-        if buf is None or len(buf) < rows or buf.dtype != dtype:
-            buf = self._buffers[name] = np.empty(rows, dtype=dtype)
-        return buf[:rows]
 
     # ----------------------------------------------------------------- errors
     def _fail(self, column: Any, pos: int, message: str) -> DataError:
@@ -251,8 +241,7 @@ class Reducer:
             key, decode = pd.factorize(key)
             key, size = key.astype(np.int64, copy=False), len(decode)
         if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
-            work = self._scratch("doubled", chunk_rows(rows, size), work_dtype(key, size))
-            counts, ks, present = count_keys(key, size, outcome, work)
+            counts, ks, present = count_keys(key, size, outcome)
             if dense:  # keep only the keys present in this batch (compacted: all are)
                 decode = present
         else:
@@ -382,22 +371,7 @@ class Reducer:
         width = self.bits.reserve(int(cell.max()), len(self.samples))  # bits per cell
         if size * width <= 8 * (8 * len(codes) + self.bits.SPREAD):
             # the batch's cells' bits, in local key order, are O(rows): set them at once
-            rows, step = len(codes), chunk_rows(len(codes), 0)
-            offset = self._scratch("bit", step, np.int64)
-            narrow = size * width < 2**31  # int32 arithmetic (int64 mixed with int32 is slow)
-            work = self._scratch("bit32", step, np.int32) if narrow else offset
-
-            def offsets():  # local key * bits per cell + code, in cache-sized chunks
-                for start in range(0, rows, step):
-                    end = min(rows, start + step)
-                    part = work[: end - start]
-                    np.multiply(key[start:end], width, out=part, casting="unsafe")
-                    np.add(part, codes[start:end], out=part, casting="unsafe")
-                    if narrow:  # scattering with int64 indices is faster
-                        np.copyto(offset[: end - start], part)
-                    yield offset[: end - start]
-
-            if not self.bits.add_cells(cell, decode, size, offsets(), rows):
+            if not self.bits.add_cells(cell, decode, size, key, codes):
                 return
         else:
             byte, mask = self.bits.locate(per_row(), codes)

@@ -118,6 +118,10 @@ from bayes_regimes.reduce import reduce_rollouts
 folder, sample, batch = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 if sys.argv[5] == "bare":
     bare_scan(folder, ["problem_id", "correct"] + (["sample"] if sample else []), batch)
+elif sys.argv[5] == "kernels":  # the compiled kernels loaded (numba's LLVM runtime)
+    from bayes_regimes._batchcount import count_keys
+    import numpy as np
+    count_keys(np.zeros(3, np.int32), 1, np.zeros(3, np.uint8))
 elif sys.argv[5] == "reduce":
     reduce_rollouts(folder, group="model", sample="sample" if sample else None, features=[],
                     batch_size=batch, progress=False)
@@ -134,9 +138,10 @@ def peak_rss(folder: Path, sample: bool, batch: int, what: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def baseline_rss() -> float:
-    """Peak RSS in MiB of a process that imports the modules and does nothing."""
-    return peak_rss(Path("."), False, 1, "import")
+def baseline_rss(what: str = "import") -> float:
+    """Peak RSS in MiB of a process that imports the modules and does nothing
+    (``"kernels"``: and loads the compiled kernels)."""
+    return peak_rss(Path("."), False, 1, what)
 
 
 def time_pair(folder: Path, sample: bool, batch: int, repeat: int, threads: int = 2) -> dict:
@@ -225,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch_size": args.batch_size,
         "threads": args.threads,
         "baseline_rss_mb": baseline_rss(),
+        "kernels_rss_mb": baseline_rss("kernels"),
         "sizes": [],
     }
     for rows in [int(r) for r in args.rows]:
@@ -315,7 +321,13 @@ def write(results: dict, out: Path) -> None:
     lines += [
         "",
         f"Peak RSS of a process that only imports the modules: "
-        f"{results['baseline_rss_mb']:.0f} MiB.",
+        f"{results['baseline_rss_mb']:.0f} MiB"
+        + (
+            f"; with the compiled kernels loaded (numba, LLVM): "
+            f"{results['kernels_rss_mb']:.0f} MiB."
+            if "kernels_rss_mb" in results
+            else "."
+        ),
     ]
     if results.get("dask"):
         lines += [

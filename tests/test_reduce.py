@@ -147,17 +147,36 @@ def test_sparse_key_space_and_hashed_cells(tmp_path, monkeypatch):
     assert again == expected
 
 
-def test_string_hashes_and_collisions(plain, monkeypatch):
-    words = pa.array(["", "a", "ab", "ba", "", "problem_1", "a"] * 3)
-    hashes = _keyindex.hash_strings(words)
-    assert hashes[0] == hashes[4] and hashes[1] == hashes[6] and len(set(hashes[:6])) == 5
-    sliced = words.slice(2, 9)  # an offset into the buffers; large offsets give equal hashes
-    assert (_keyindex.hash_strings(sliced) == hashes[2:11]).all()
-    assert (_keyindex.hash_strings(sliced.cast(pa.large_string())) == hashes[2:11]).all()
-    index = _keyindex.ValueIndex()
-    assert index.get_or_add_arrow(words).tolist() == [0, 1, 2, 3, 0, 4, 1] * 3
-    folder, rows = plain  # every string hashing alike: verification keeps ids exact
-    monkeypatch.setattr(_keyindex, "hash_strings", lambda arr: np.zeros(len(arr), np.int64))
+def test_string_map_against_a_dict(plain):
+    """Compiled string ids equal a dict's, through table growth, sliced and large
+    strings, values first added from Python lists, and a forced full-hash collision."""
+    from bayes_regimes import _kernels
+
+    rng = np.random.default_rng(3)
+    vocab = ["", "a", "ab", "ba", "é", "problem_1"] + [f"p{i}" for i in range(3000)]
+    index, expect = _keyindex.ValueIndex(), {}
+    for step in range(12):
+        words = [vocab[i] for i in rng.integers(0, 6 + 250 * (step + 1), 700)]
+        arr = pa.array(["pad", "pad"] + words).slice(2)  # an offset into the buffers
+        if step % 3 == 1:
+            arr = arr.cast(pa.large_string())
+        if step % 4 == 2:  # the Python path, interleaved
+            assert index.get_or_add(words[:50]).tolist() == [
+                expect.setdefault(w, len(expect)) for w in words[:50]
+            ]
+        got = index.get_or_add_arrow(arr)
+        assert got.tolist() == [expect.setdefault(w, len(expect)) for w in words]
+    assert index.values().tolist() == list(expect)
+    hashes = _kernels.string_hashes(pa.array(["a", "b", "a", ""]))
+    assert hashes[0] == hashes[2] and len(set(hashes.tolist())) == 3
+    # Equal hashes, different bytes: "b" must not be taken for "a".
+    strings = _kernels.StringMap()
+    assert strings.find_or_add(pa.array(["a"])).tolist() == [0]
+    strings.hashes[0] = _kernels.string_hashes(pa.array(["b"]))[0]
+    strings.slots[:] = -1
+    _kernels._rehash(strings.hashes, strings.count, strings.slots)
+    assert strings.find_or_add(pa.array(["b", "b"])).tolist() == [1, 1]
+    folder, rows = plain  # end to end, many small batches
     got = reduce_rollouts(folder, **KEYS, sample="sample", batch_size=16, progress=False)
     assert got == RolloutData.from_rollouts(rows, **KEYS, sample="sample")
 

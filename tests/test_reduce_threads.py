@@ -238,9 +238,8 @@ def test_bits_add_cells_against_brute_force():
             pairs = list(zip(cells[key].tolist(), codes.tolist(), strict=True))
             repeat = len(set(pairs)) < rows or bool(seen & set(pairs))
             span = size + 3 if local is not None else size
-            offsets = (local[key] if local is not None else key) * width + codes
-            chunks = np.array_split(offsets, int(rng.integers(1, 4)))
-            assert bits.add_cells(cells, local, span, iter(chunks), rows) == repeat
+            local_key = local[key] if local is not None else key
+            assert bits.add_cells(cells, local, span, local_key, codes) == repeat
             if not repeat:
                 seen |= set(pairs)
             stored = {
@@ -252,31 +251,28 @@ def test_bits_add_cells_against_brute_force():
             assert stored == seen
 
 
-def test_chunked_per_row_passes(logs, monkeypatch):
-    """Per-row passes in chunks (a few rows each here) give the same cells and checks."""
-    from bayes_regimes import _batchcount
-
+def test_repeat_in_an_earlier_batch(logs):
+    """A sample repeated many batches later is found by the compiled bit pass."""
     root, rows = logs
-    monkeypatch.setattr(_batchcount, "CHUNK", 7)
     got = reduce_rollouts(root, group="model", sample="sample", batch_size=500, progress=False)
     assert got == RolloutData.from_rollouts(rows, group="model", sample="sample")
     bad = rows.copy()
     bad.loc[len(bad) - 1, ["problem_id", "model", "sample"]] = bad.loc[
         0, ["problem_id", "model", "sample"]
     ]
-    folder = root.parent / "chunked-bad"
+    folder = root.parent / "repeat-bad"
     _write_hive(bad, folder, files_per_part=1, row_group=10_000)
     with pytest.raises(DataError, match="repeats file"):
         reduce_rollouts(folder, group="model", sample="sample", batch_size=500, progress=False)
 
 
-@pytest.mark.parametrize("chunk", [3, 1 << 16])
-def test_count_keys_and_first_rows_against_brute_force(chunk, monkeypatch):
+def test_count_keys_and_first_rows_against_brute_force():
     """The per-batch counting kernel: counts, successes, present keys and first rows
-    equal plain Python loops, in one chunk or many."""
+    equal plain Python loops; a key outside the space is a defect, never a miscount."""
     from bayes_regimes import _batchcount as bc
 
-    monkeypatch.setattr(bc, "CHUNK", chunk)
+    with pytest.raises(AssertionError, match="outside 0 .. 2"):
+        bc.count_keys(np.array([0, 3, 1]), 3, np.zeros(3, np.uint8))
     rng = np.random.default_rng(5)
     for dtype, size in [(np.int32, 50), (np.int64, 7), (np.int32, 1)]:
         key = rng.integers(0, size, 400).astype(dtype)
