@@ -42,7 +42,9 @@ def count_keys(
     table = np.zeros((size, 2), dtype=np.int64)
     bad = count_pairs(key, outcome, table)
     if bad >= 0:  # cannot come from a valid batch: a defect, not a data error
-        raise AssertionError(f"local key {key[bad]} of row {bad} outside 0 .. {size - 1}")
+        raise AssertionError(
+            f"row {bad}: local key {key[bad]} outside 0 .. {size - 1} or outcome {outcome[bad]}"
+        )
     counts = table[:, 0] + table[:, 1]
     present = np.flatnonzero(counts)
     return counts[present], table[present, 1], present

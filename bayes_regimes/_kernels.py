@@ -41,10 +41,11 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 @numba.njit(nogil=True, cache=True)
 def count_pairs(key: np.ndarray, outcome: np.ndarray, table: np.ndarray) -> int:  # pragma: no cover
     """Add each row to ``table[key, outcome]`` (shape ``(size, 2)``); return -1, or the
-    first row whose key lies outside ``0 .. size - 1`` (nothing is counted then)."""
+    first row whose key lies outside ``0 .. size - 1`` or whose outcome is not 0 / 1
+    (nothing is counted then)."""
     size = table.shape[0]
     for i in range(key.shape[0]):
-        if key[i] < 0 or key[i] >= size:
+        if key[i] < 0 or key[i] >= size or outcome[i] > 1:
             table[:] = 0
             return i
         table[key[i], outcome[i]] += 1

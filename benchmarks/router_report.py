@@ -32,8 +32,8 @@ def _interval(d: dict) -> str:
     return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
 
 
-def _router_md(res: dict, title: str) -> list[str]:
-    lines = [f"### {title}", ""]
+def _router_md(res: dict) -> list[str]:
+    lines = []
     for pop, label in (("all", "all failures"), ("steerable_hard", "Steerable-Hard")):
         part = res[pop]
         lines += [f"Rescue rate (%), {label}:", ""]
@@ -314,7 +314,7 @@ def render(results: dict) -> str:
                     f"(each fit trained on all seven others): {held}.",
                     "",
                 ]
-            lines += _router_md(results[key], title)
+            lines += _router_md(results[key])
     if "insample" in results:
         lines += [
             "## Router against the in-sample best fixed intervention",

@@ -240,6 +240,8 @@ def test_bits_add_cells_against_brute_force():
             span = size + 3 if local is not None else size
             local_key = local[key] if local is not None else key
             assert bits.add_cells(cells, local, span, local_key, codes) == repeat
+            with pytest.raises(IndexError, match="outside the bit block"):  # a defect
+                bits.add_cells(cells, local, span, local_key, codes + 8 * bits.width)
             if not repeat:
                 seen |= set(pairs)
             stored = {
@@ -271,8 +273,10 @@ def test_count_keys_and_first_rows_against_brute_force():
     equal plain Python loops; a key outside the space is a defect, never a miscount."""
     from bayes_regimes import _batchcount as bc
 
-    with pytest.raises(AssertionError, match="outside 0 .. 2"):
+    with pytest.raises(AssertionError, match="row 1: local key 3 outside 0 .. 2"):
         bc.count_keys(np.array([0, 3, 1]), 3, np.zeros(3, np.uint8))
+    with pytest.raises(AssertionError, match="row 2: .* or outcome 2"):
+        bc.count_keys(np.array([0, 1, 1]), 3, np.array([0, 1, 2], np.uint8))
     rng = np.random.default_rng(5)
     for dtype, size in [(np.int32, 50), (np.int64, 7), (np.int32, 1)]:
         key = rng.integers(0, size, 400).astype(dtype)
