@@ -2,8 +2,9 @@
 
 Two loops that numpy can only write as several passes over a batch:
 
-* :func:`count_pairs`: rollouts and successes per local key in one pass (numpy needs
-  a shift, an or and a ``bincount`` that widens its input to int64);
+* :func:`count_pairs`: rollouts, successes and the first row per local key in one
+  pass (numpy needs a shift, an or, a ``bincount`` that widens its input to int64, and
+  ``minimum.at`` passes for the first rows);
 * :func:`set_bits`: a (cell, sample) bit per row, stopping at the first repeat;
 * :class:`StringMap`: Arrow string values -> dense ids in first-appearance order, an
   open-addressing table probed with the strings' bytes (no Python objects, no
@@ -15,11 +16,11 @@ numba comes with PyMC (through PyTensor). Kernels compile once per machine
 Examples
 --------
 >>> import numpy as np, pyarrow as pa
->>> table = np.zeros((3, 2), np.int64)
->>> count_pairs(np.array([2, 0, 2], np.int32), np.array([1, 0, 0], np.uint8), table)
+>>> table, first = np.zeros((3, 2), np.int64), np.full(3, -1)
+>>> count_pairs(np.array([2, 0, 2], np.int32), np.array([1, 0, 0], np.uint8), table, first)
 -1
->>> table.tolist()
-[[1, 0], [0, 0], [1, 1]]
+>>> table.tolist(), first.tolist()
+([[1, 0], [0, 0], [1, 1]], [1, -1, 0])
 >>> names = StringMap()
 >>> (
 ...     names.find_or_add(pa.array(["b", "a", "b"])).tolist(),
@@ -39,16 +40,22 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @numba.njit(nogil=True, cache=True)
-def count_pairs(key: np.ndarray, outcome: np.ndarray, table: np.ndarray) -> int:  # pragma: no cover
-    """Add each row to ``table[key, outcome]`` (shape ``(size, 2)``); return -1, or the
+def count_pairs(
+    key: np.ndarray, outcome: np.ndarray, table: np.ndarray, first: np.ndarray
+) -> int:  # pragma: no cover
+    """Add each row to ``table[key, outcome]`` (shape ``(size, 2)``) and note the first
+    row of each key in ``first`` (filled with -1 by the caller); return -1, or the
     first row whose key lies outside ``0 .. size - 1`` or whose outcome is not 0 / 1
     (nothing is counted then)."""
     size = table.shape[0]
     for i in range(key.shape[0]):
-        if key[i] < 0 or key[i] >= size or outcome[i] > 1:
+        k = key[i]
+        if k < 0 or k >= size or outcome[i] > 1:
             table[:] = 0
             return i
-        table[key[i], outcome[i]] += 1
+        if first[k] < 0:
+            first[k] = i
+        table[k, outcome[i]] += 1
     return -1
 
 

@@ -2,15 +2,17 @@
 
 A :class:`Reducer` consumes Arrow record batches in scan order and keeps only
 per-cell state: the cell's key codes, ``n``, ``k``, the position of its first row
-and per-feature reference values. Key values map to global integer codes
-(dictionary-encoded string columns cost one lookup per dictionary entry, small
-integer columns one per distinct value); each batch is then counted in one compiled
-pass over a mixed-radix local key (:mod:`bayes_regimes._kernels`). New cells are
-numbered in order of first appearance. Nothing here grows with the number of rows
-except the optional sample-index check: one bit per (cell, distinct sample value); a
-batch copies its cells' bits into a block, sets them in one compiled pass that stops
-at the first repeat, and copies them back. Per-row work stays in a few int32 passes
-and compiled loops: it must keep up with the Parquet decoder.
+and per-feature reference values. Each batch is first validated and counted over its
+own local key (:func:`~bayes_regimes._batchlocal.local_batch`, which reads no state:
+the read-ahead threads run it), then merged here (:meth:`Reducer.merge`): local key
+values map to global integer codes (dictionary-encoded string columns cost one lookup
+per dictionary entry, small integer columns one per distinct value) and the present
+keys to cells. New cells are numbered in order of first appearance. Nothing here
+grows with the number of rows except the optional sample-index check: one bit per
+(cell, distinct sample value); a batch copies its cells' bits into a block, sets them
+in one compiled pass that stops at the first repeat, and copies them back. Per-row
+work stays in a few int32 passes and compiled loops: it must keep up with the Parquet
+decoder.
 
 Examples
 --------
@@ -31,17 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from bayes_regimes._batchcount import (
-    bool_outcome,
-    count_keys,
-    first_rows,
-    is_dense,
-)
-from bayes_regimes._cellkeys import _first_flags
+from bayes_regimes._batchlocal import LocalBatch, LocalKey, _first, _np, column_error, local_batch
 from bayes_regimes._keyindex import Bits, CellIndex, Grow, ValueIndex
-from bayes_regimes.data import _BOOLS
 from bayes_regimes.errors import DataError
 
 POS_SHIFT = 40  # a row position is file_index << POS_SHIFT | row within the file
@@ -69,14 +63,6 @@ class Plan:
     @property
     def keys(self) -> tuple:
         return self.problem + tuple(c for c in (self.group, self.condition) if c is not None)
-
-
-def _np(arr: pa.Array) -> np.ndarray:
-    return arr.to_numpy(zero_copy_only=False)
-
-
-def _first(mask: Any) -> int:
-    return int(np.argmax(np.asarray(mask)))
 
 
 def cell_text(plan: Plan, raw: list) -> str:
@@ -119,7 +105,7 @@ class Reducer:
 
     # ----------------------------------------------------------------- errors
     def _fail(self, column: Any, pos: int, message: str) -> DataError:
-        return DataError(f"column {column!r}, {self.locate(pos)}: {message}")
+        return column_error(self.locate, column, pos, message)
 
     def raw_key(self, cell: int) -> list:
         """The raw key values of a cell, one per key column."""
@@ -129,149 +115,48 @@ class Reducer:
         return cell_text(self.plan, self.raw_key(cell))
 
     # ----------------------------------------------------------------- columns
-    def _key(self, j: int, batch: pa.RecordBatch, consts: Mapping, base: int):
-        """Local codes of key column j (None when constant) and the local -> global map."""
-        name = self.plan.keys[j]
-        if name in consts:
-            if consts[name] is None:
-                raise self._fail(name, base, "missing value (no partition value in the path)")
-            return None, self.values[j].get_or_add([consts[name]])
-        arr = batch.column(name)
-        if arr.null_count:
-            raise self._fail(name, base + _first(_np(arr.is_null())), "missing value")
-        if pa.types.is_dictionary(arr.type):
+    def _global(self, j: int, part: LocalKey) -> np.ndarray:
+        """The map from key column j's local codes in a batch to its global codes."""
+        index = self.values[j]
+        if part.kind == "const":
+            return index.get_or_add([part.values])
+        if part.kind == "dict":  # a file's batches share their dictionary: intern it once
             cached = self._dicts.get(j)
-            if cached is None or not (
-                cached[0] is arr.dictionary or cached[0].equals(arr.dictionary)
-            ):
-                gmap = self.values[j].get_or_add_arrow(arr.dictionary)
-                cached = self._dicts[j] = (arr.dictionary, gmap)
-            return _np(arr.indices), cached[1]  # int32: widened only when keys combine
-        raw = _np(arr)
-        if raw.dtype.kind == "f" and np.isnan(raw).any():
-            raise self._fail(name, base + _first(np.isnan(raw)), "missing value")
-        if raw.dtype.kind in "iu":
-            low, high = int(raw.min()), int(raw.max())
-            if high - low <= 4 * len(raw) + 1024:  # dense integers: no hashing per row
-                idx = raw.astype(np.int64) - low
-                present = np.flatnonzero(np.bincount(idx, minlength=high - low + 1))
-                gmap = np.full(high - low + 1, -1, dtype=np.int64)
-                gmap[present] = self.values[j].get_or_add((present + low).tolist())
-                return idx, gmap
-        idx, uniques = pd.factorize(raw)
-        return idx.astype(np.int64), self.values[j].get_or_add(uniques.tolist())
-
-    def _outcome(self, batch: pa.RecordBatch, base: int) -> np.ndarray:
-        name = self.plan.outcome
-        arr = batch.column(name)
-        if arr.null_count:
-            raise self._fail(name, base + _first(_np(arr.is_null())), "missing value for correct")
-        kind = arr.type
-        if pa.types.is_boolean(kind):  # unpack the bitmap (much faster than to_numpy)
-            return bool_outcome(arr)
-        if (
-            pa.types.is_dictionary(kind)
-            or pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-        ):
-            dense = arr if pa.types.is_dictionary(kind) else pc.dictionary_encode(arr)
-            words = dense.dictionary.to_pylist()
-            parsed = [_BOOLS.get(str(w).strip().lower()) for w in words]
-            codes = _np(dense.indices)
-            for i, value in enumerate(parsed):
-                if value is None and (codes == i).any():
-                    message = f"correct must be 0/1 or boolean, got {words[i]!r}"
-                    raise self._fail(name, base + _first(codes == i), message)
-            return np.array([v == 1 for v in parsed], dtype=np.uint8)[codes]
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            raise DataError(f"column {name!r}: correct must be 0/1 or boolean, got type {kind}")
-        values = _np(arr)
-        if values.dtype.kind == "f" and np.isnan(values).any():
-            raise self._fail(name, base + _first(np.isnan(values)), "missing value for correct")
-        bad = (values != 0) & (values != 1)
-        if bad.any():
-            row = _first(bad)
-            message = f"correct must be 0/1 or boolean, got {values[row].item()!r}"
-            raise self._fail(name, base + row, message)
-        return (values == 1).view(np.uint8)
-
-    def _count(self, batch: pa.RecordBatch, name: Any, role: str, base: int) -> np.ndarray:
-        arr = batch.column(name)
-        if pa.types.is_boolean(arr.type):
-            raise DataError(f"column {name!r}: {role} must hold integer counts, not booleans")
-        if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-            raise DataError(
-                f"column {name!r}: {role} must hold integer counts, got type {arr.type}"
-            )
-        if arr.null_count:
-            raise self._fail(name, base + _first(_np(arr.is_null())), f"missing value for {role}")
-        raw = _np(arr)
-        if raw.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                bad = ~np.isfinite(raw) | (np.mod(raw, 1) != 0) | (np.abs(raw) > 2.0**62)
-            if bad.any():
-                row = _first(bad)
-                message = f"{role}={raw[row].item()!r} is not an integer count"
-                raise self._fail(name, base + row, message)
-        values = raw.astype(np.int64)
-        if (values < 0).any():
-            row = _first(values < 0)
-            raise self._fail(name, base + row, f"negative {role}={values[row]}")
-        return values
+            if cached is None or not (cached[0] is part.values or cached[0].equals(part.values)):
+                cached = self._dicts[j] = (part.values, index.get_or_add_arrow(part.values))
+            return cached[1]
+        if part.kind == "dense":
+            low, present = part.values
+            gmap = np.full(part.width, -1, dtype=np.int64)
+            gmap[present] = index.get_or_add((present + low).tolist())
+            return gmap
+        return index.get_or_add(part.values)
 
     # ----------------------------------------------------------------- batches
     def add(self, batch: pa.RecordBatch, consts: Mapping, base: int) -> None:
         """Reduce one batch; ``base`` is the position of its first row."""
-        rows = batch.num_rows
-        if rows == 0:
-            return
-        parts = [self._key(j, batch, consts, base) for j in range(len(self.plan.keys))]
-        key, size = None, 1
-        for idx, gmap in parts:
-            if idx is not None and len(gmap) > 1:
-                if size * len(gmap) >= 2**62:
-                    raise DataError("too many distinct key values in one batch; lower batch_size")
-                key = idx if key is None else key.astype(np.int64) * len(gmap) + idx
-                size *= len(gmap)
-        key = np.zeros(rows, dtype=np.int64) if key is None else key
-        rollouts = self.plan.kind == "rollouts"
-        outcome = self._outcome(batch, base) if rollouts else None
-        dense, stride = is_dense(size, rows), size
-        if not dense:  # sparse key space: compact it (uniques in first-appearance order)
-            key, decode = pd.factorize(key)
-            key, size = key.astype(np.int64, copy=False), len(decode)
-        if rollouts:  # one pass counts rollouts and successes: bins (key, outcome)
-            counts, ks, present = count_keys(key, size, outcome)
-            if dense:  # keep only the keys present in this batch (compacted: all are)
-                decode = present
-        else:
-            counts = np.bincount(key, minlength=size)
-            if dense:
-                decode = np.flatnonzero(counts)
-                counts = counts[decode]
+        if batch.num_rows:
+            self.merge(local_batch(self.plan, self.locate, batch, consts, base))
+
+    def merge(self, local: LocalBatch) -> None:
+        """Reduce a batch counted by :func:`~bayes_regimes._batchlocal.local_batch`."""
+        batch, consts, base, decode = local.batch, local.consts, local.base, local.decode
+        key, size, dense, stride = local.key, local.size, local.dense, local.space
         gcodes = []
-        for idx, gmap in parts:
-            if idx is None or len(gmap) == 1:
+        for j, part in enumerate(local.keys):
+            gmap = self._global(j, part)
+            if part.codes is None or part.width == 1:
                 gcodes.append(np.full(len(decode), gmap[0], dtype=np.int64))
             else:
-                stride //= len(gmap)
-                gcodes.append(gmap[(decode // stride) % len(gmap)])
-        cell, new_cells, new_rows = self._cells(gcodes, key, decode, dense, size, base)
+                stride //= part.width
+                gcodes.append(gmap[(decode // stride) % part.width])
+        cell, new_cells, new_rows = self._cells(gcodes, local.first, base)
         row_cell = self._per_row(cell, key, decode if dense else None, size)
-        if not rollouts:
-            nrow = self._count(batch, self.plan.n, "n", base)
-            krow = self._count(batch, self.plan.k, "k", base)
-            if (krow > nrow).any():
-                row = _first(krow > nrow)
-                raise self._fail(self.plan.k, base + row, f"k={krow[row]} exceeds n={nrow[row]}")
-            select = decode if dense else slice(None)
-            weights = np.bincount(key, weights=nrow, minlength=size)[select]
-            ks = np.bincount(key, weights=krow, minlength=size)[select].astype(np.int64)
-            if self.plan.duplicates == "error":
-                self._duplicates(row_cell(), new_rows, base)
-        self.n.a[cell] += counts if rollouts else weights.astype(np.int64)
-        self.k.a[cell] += ks
-        self.rows.a[cell] += counts
+        if self.plan.kind == "counts" and self.plan.duplicates == "error":
+            self._duplicates(row_cell(), new_rows, base)
+        self.n.a[cell] += local.counts
+        self.k.a[cell] += local.ks
+        self.rows.a[cell] += local.rows
         if self.plan.sample is not None:
             self._sample(batch, key, decode if dense else None, size, cell, row_cell, base)
         cells_of_rows = row_cell() if self.plan.features else None
@@ -294,20 +179,17 @@ class Reducer:
 
         return per_row
 
-    def _cells(self, gcodes, key, decode, dense, size, base):
-        """Global cell ids of the present local keys; new cells numbered by first appearance."""
+    def _cells(self, gcodes: list, first: np.ndarray, base: int):
+        """Global cell ids of the present local keys (``first``: their first rows); new
+        cells numbered by first appearance."""
         sizes = [len(values) for values in self.values]
         stored = [grow.a[: self.cells] for grow in self.codes]
         cell = self.cell_index.lookup(gcodes, sizes, stored)
         new = np.flatnonzero(cell < 0)
         if new.size == 0:
             return cell, _EMPTY, _EMPTY
-        if dense:  # first row of each new key: a minimum over the rows holding it
-            new_rows = first_rows(key, decode[new], size)
-            sort = np.argsort(new_rows, kind="stable")
-            new, new_rows = new[sort], new_rows[sort]
-        else:  # compacted keys are numbered in first-appearance order already
-            new_rows = np.flatnonzero(_first_flags(key))[new]
+        new = new[np.argsort(first[new], kind="stable")]
+        new_rows = first[new]
         cell[new] = np.arange(self.cells, self.cells + len(new))
         self.cell_index.add([codes[new] for codes in gcodes], cell[new])
         total = self.cells + len(new)

@@ -53,9 +53,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Literal
 
 import fsspec
@@ -67,6 +66,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from bayes_regimes._batchlocal import LocalBatch, local_batch
 from bayes_regimes._keyindex import read_ahead
 from bayes_regimes._progress import progress_ticker
 from bayes_regimes._reduce_finish import _finish
@@ -300,8 +300,9 @@ def _scan(
 ) -> Reducer:
     """Stream the given files (all by default) through one Reducer, in scan order.
 
-    ``workers`` threads decode files ahead (:func:`read_ahead`: each streams its file's
-    batches into a short queue) while this thread reduces them in order. Not pyarrow's
+    ``workers`` threads decode and count files ahead (:func:`read_ahead`: each streams
+    its file's batches, validated and counted over their local keys by
+    :func:`local_batch`, into a short queue) while this thread merges them in order. Not pyarrow's
     dataset-wide scanner: it keeps reading ahead across files while the consumer is
     slower, so its memory grows with the number of files; these queues stay bounded.
     """
@@ -311,25 +312,27 @@ def _scan(
     index = {path: i for i, path in enumerate(src.files)}
 
     def stream(fragment: ds.Fragment) -> tuple:
-        consts = ds.get_partition_keys(fragment.partition_expression)
-        opened = functools.partial(
-            fragment.to_batches,
-            schema=dataset.schema,
-            columns=columns,
-            batch_size=batch_size,
-            batch_readahead=2,
-        )
-        return ({c: consts.get(c) for c in src.parts}, index[fragment.path] << POS_SHIFT), opened
+        found = ds.get_partition_keys(fragment.partition_expression)
+        consts = {c: found.get(c) for c in src.parts}
+        start = index[fragment.path] << POS_SHIFT  # row positions: file << POS_SHIFT | row
 
-    done, last = 0, None
+        def opened() -> Iterator[LocalBatch]:  # decoded and counted in a read-ahead thread
+            base = start
+            for batch in fragment.to_batches(
+                schema=dataset.schema, columns=columns, batch_size=batch_size, batch_readahead=2
+            ):
+                if batch.num_rows:
+                    yield local_batch(plan, src.locate, batch, consts, base)
+                base += batch.num_rows
+
+        return fragment.path, opened
+
+    done = 0
     streams = map(stream, dataset.get_fragments())
     with contextlib.closing(read_ahead(streams, workers)) as batches:  # stops the threads
-        for (consts, start), batch in batches:
-            if start != last:  # a new file: its row positions start at file << POS_SHIFT
-                base, last = start, start
-            reducer.add(batch, consts, base)
-            base += batch.num_rows
-            done += batch.num_rows
+        for _, local in batches:
+            reducer.merge(local)
+            done += local.batch.num_rows
             tick(done)
     return reducer
 

@@ -12,7 +12,9 @@ size the script measures, in one run:
   reads (``problem_id``, ``correct``; the hive ``model`` column comes from the paths),
   with the same read options, batches discarded; the physical limit of one pass;
 * ``reduce``: :func:`bayes_regimes.reduce.reduce_rollouts` to per-cell counts, with
-  ``--threads`` read-ahead threads decoding files while the calling thread reduces;
+  ``--threads`` read-ahead threads decoding and counting files while the calling
+  thread merges them (its CPU time is reported too: it bounds the throughput when
+  there are more cores than read-ahead threads);
 * ``reduce + sample``: the same with the repeated-sample check (reads ``sample`` too;
   its bare scan reads that column as well);
 * peak memory (``VmHWM``) of one reduction and of one bare scan, each in a fresh
@@ -146,19 +148,20 @@ def baseline_rss(what: str = "import") -> float:
 
 def time_pair(folder: Path, sample: bool, batch: int, repeat: int, threads: int = 2) -> dict:
     """Bare scan and reduction, interleaved ``repeat`` times: best wall seconds of each,
-    the median ratio of the back-to-back pairs (steadier than best-of on a busy machine)
-    and the least CPU seconds (all threads) of each."""
+    the median ratio of the back-to-back pairs (steadier than best-of on a busy machine),
+    the least CPU seconds (all threads) of each, and the least CPU seconds of the
+    reduction's calling thread (its merging: the bound when cores outnumber threads)."""
     from bayes_regimes.reduce import reduce_rollouts
 
     cols = ["problem_id", "correct"] + (["sample"] if sample else [])
     wall: dict[str, list] = {"bare": [], "reduce": []}
-    cpu: dict[str, list] = {"bare": [], "reduce": []}
+    cpu: dict[str, list] = {"bare": [], "reduce": [], "main": []}
     rollouts = 0
     for _ in range(repeat):
         c0 = time.process_time()
         wall["bare"].append(bare_scan(folder, cols, batch))
         cpu["bare"].append(time.process_time() - c0)
-        c0, t0 = time.process_time(), time.perf_counter()
+        c0, t0, m0 = time.process_time(), time.perf_counter(), time.thread_time()
         data = reduce_rollouts(
             str(folder),
             group="model",
@@ -170,6 +173,7 @@ def time_pair(folder: Path, sample: bool, batch: int, repeat: int, threads: int 
         )
         wall["reduce"].append(time.perf_counter() - t0)
         cpu["reduce"].append(time.process_time() - c0)
+        cpu["main"].append(time.thread_time() - m0)
         rollouts = data.n_rollouts
     paired = np.median(np.array(wall["bare"]) / np.array(wall["reduce"]))
     return {
@@ -179,6 +183,7 @@ def time_pair(folder: Path, sample: bool, batch: int, repeat: int, threads: int 
         "paired": float(paired),
         "bare_cpu": min(cpu["bare"]),
         "reduce_cpu": min(cpu["reduce"]),
+        "main_cpu": min(cpu["main"]),
     }
 
 
@@ -253,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "bare_cpu_s": timed["bare_cpu"],
                 "reduce_cpu_s": timed["reduce_cpu"],
                 "cpu_ratio": timed["bare_cpu"] / timed["reduce_cpu"],
+                "main_cpu_s": timed["main_cpu"],
                 "peak_rss_mb": peak_rss(folder, sample, args.batch_size, "reduce"),
                 "bare_peak_rss_mb": peak_rss(folder, sample, args.batch_size, "bare"),
             }
@@ -302,19 +308,21 @@ def write(results: dict, out: Path) -> None:
         "",
         "| rows | files | Parquet MB | cells | samples/cell | columns read | bare scan (rows/s) "
         "| reduce (rows/s) | ratio | median paired ratio | CPU s bare / reduce (ratio) "
-        "| peak RSS reduce / bare scan (MiB) | load average |",
-        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---|",
+        "| calling thread CPU s | peak RSS reduce / bare scan (MiB) | load average |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|---|",
     ]
     for e in results["sizes"]:
         for label in ("reduce", "reduce+sample"):
             r = e[label]
             cols = "problem_id, correct" + (", sample" if label == "reduce+sample" else "")
+            main = f"{r['main_cpu_s']:.3f}" if "main_cpu_s" in r else "-"
             lines.append(
                 f"| {e['rows']:.0e} | {e['files']} | {e['bytes'] / 1e6:.0f} | {e['cells']:,} | "
                 f"{e['samples_per_cell']} | {cols} | {r['bare_rows_per_s']:.3g} | "
                 f"{r['reduce_rows_per_s']:.3g} | {r['ratio']:.2f} | "
                 f"{r['median_paired_ratio']:.2f} | "
                 f"{r['bare_cpu_s']:.2f} / {r['reduce_cpu_s']:.2f} ({r['cpu_ratio']:.2f}) | "
+                f"{main} | "
                 f"{r['peak_rss_mb']:.0f} / {r['bare_peak_rss_mb']:.0f} | "
                 f"{', '.join(f'{x:.2f}' for x in e.get('load_average') or [])} |"
             )

@@ -282,15 +282,13 @@ def test_count_keys_and_first_rows_against_brute_force():
         key = rng.integers(0, size, 400).astype(dtype)
         key[key == size // 2] = 0  # an absent key
         outcome = (rng.random(400) < 0.3).astype(np.uint8)
-        counts, ks, present = bc.count_keys(key, size, outcome)
+        counts, ks, present, first = bc.count_keys(key, size, outcome)
         expect_present = sorted(set(key.tolist()))
         assert present.tolist() == expect_present
         assert counts.tolist() == [int((key == v).sum()) for v in expect_present]
         assert ks.tolist() == [int(outcome[key == v].sum()) for v in expect_present]
-        wanted = np.array(expect_present[::-1])
-        firsts = bc.first_rows(key, wanted, size)
-        assert firsts.tolist() == [key.tolist().index(v) for v in wanted.tolist()]
-    # A key first seen late (after the head that is scanned at once) is still found.
+        assert first.tolist() == [key.tolist().index(v) for v in expect_present]
+    # A key first seen on the last row.
     key = np.zeros(100_000, dtype=np.int64)
     key[-1] = 1
-    assert bc.first_rows(key, np.array([1, 0]), 2).tolist() == [99_999, 0]
+    assert bc.count_keys(key, 2, np.zeros(100_000, np.uint8))[3].tolist() == [0, 99_999]
