@@ -10,8 +10,9 @@ Two loops that numpy can only write as several passes over a batch:
   open-addressing table probed with the strings' bytes (no Python objects, no
   per-string hashing passes, hits verified byte by byte).
 
-numba comes with PyMC (through PyTensor). Kernels compile once per machine
-(``cache=True``) and are imported only when a reduction runs.
+numba comes with PyMC (through PyTensor). Kernels compile once per machine (cached
+on disk where a cache directory is writable, see :mod:`bayes_regimes._numba`) and are
+imported only when a reduction runs.
 
 Examples
 --------
@@ -31,15 +32,18 @@ Examples
 
 from __future__ import annotations
 
-import numba
+import functools
+
 import numpy as np
 import pyarrow as pa
+
+from bayes_regimes._numba import jit
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@numba.njit(nogil=True, cache=True)
+@functools.partial(jit, nogil=True)
 def count_pairs(
     key: np.ndarray, outcome: np.ndarray, table: np.ndarray, first: np.ndarray
 ) -> int:  # pragma: no cover
@@ -59,7 +63,7 @@ def count_pairs(
     return -1
 
 
-@numba.njit(nogil=True, cache=True)
+@functools.partial(jit, nogil=True)
 def set_bits(key: np.ndarray, codes: np.ndarray, block: np.ndarray) -> int:  # pragma: no cover
     """Set bit ``codes[i]`` of row ``key[i]`` of ``block`` (uint8, shape ``(size, width)``)
     for each row i; stop at the first bit already set and return its row, else -1.
@@ -76,7 +80,7 @@ def set_bits(key: np.ndarray, codes: np.ndarray, block: np.ndarray) -> int:  # p
     return -1
 
 
-@numba.njit(nogil=True, cache=True)
+@functools.partial(jit, nogil=True)
 def _hash(data, lo, hi):  # pragma: no cover
     """FNV-1a of ``data[lo:hi]`` seeded with the length, high bits folded down."""
     h = _FNV_OFFSET ^ np.uint64(hi - lo)
@@ -85,7 +89,7 @@ def _hash(data, lo, hi):  # pragma: no cover
     return h ^ (h >> np.uint64(29))  # FNV's low bits mix poorly; the slot uses them
 
 
-@numba.njit(nogil=True, cache=True)
+@functools.partial(jit, nogil=True)
 def _find_or_add(offsets, data, slots, hashes, starts, store, count):  # pragma: no cover
     """Ids of the strings ``data[offsets[i]:offsets[i + 1]]``; absent ones get the next
     ids. The caller provides room (see StringMap.reserve). Returns (ids, new count)."""
@@ -120,7 +124,7 @@ def _find_or_add(offsets, data, slots, hashes, starts, store, count):  # pragma:
     return ids, count
 
 
-@numba.njit(nogil=True, cache=True)
+@functools.partial(jit, nogil=True)
 def _rehash(hashes, count, slots):  # pragma: no cover
     """Enter ids ``0 .. count - 1`` into an empty table by their stored hashes."""
     mask = slots.shape[0] - 1

@@ -131,12 +131,12 @@ def compiled_proposal():
     lazily keeps numba out of ``import bayes_regimes``.
     """
     try:
-        from numba import njit
+        from bayes_regimes._numba import jit
     except ImportError:  # pragma: no cover - numba comes with PyTensor
         return _proposal_flat
     namespace = globals()
     for name in _JITTED:
-        namespace[name] = njit(cache=True)(namespace[name])
+        namespace[name] = jit(namespace[name])
     return namespace["_proposal_flat"]
 
 

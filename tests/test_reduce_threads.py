@@ -7,6 +7,7 @@ on the rows in scan order (cells, order, features), the single-threaded reductio
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -292,3 +293,23 @@ def test_count_keys_and_first_rows_against_brute_force():
     key = np.zeros(100_000, dtype=np.int64)
     key[-1] = 1
     assert bc.count_keys(key, 2, np.zeros(100_000, np.uint8))[3].tolist() == [0, 99_999]
+
+
+def test_kernels_without_a_writable_cache(tmp_path):
+    """Where numba finds no cache directory it can write (read-only install and home),
+    the kernels compile per process and the reduction still runs."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"problem_id": ["a", "b", "a"], "correct": [True, False, True]}).to_parquet(path)
+    code = (
+        "from bayes_regimes.reduce import reduce_rollouts; "
+        f"d = reduce_rollouts({str(path)!r}, progress=False); "
+        "print(d.cells[['problem', 'n', 'k']].values.tolist())"
+    )
+    # Only the IPython locator: no cache location for a regular file, as when read-only.
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[['a', 2, 2], ['b', 1, 0]]"
