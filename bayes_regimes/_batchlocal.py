@@ -89,7 +89,7 @@ class LocalBatch:
     first: np.ndarray
 
 
-def _local_key(plan: Any, locate: Callable, name: Any, batch, consts, base) -> LocalKey:
+def _local_key(locate: Callable, name: Any, batch, consts, base) -> LocalKey:
     if name in consts:
         if consts[name] is None:
             raise column_error(locate, name, base, "missing value (no partition value in the path)")
@@ -112,8 +112,7 @@ def _local_key(plan: Any, locate: Callable, name: Any, batch, consts, base) -> L
     return LocalKey(idx.astype(np.int64), "list", uniques.tolist(), len(uniques))
 
 
-def _outcome(plan: Any, locate: Callable, batch: pa.RecordBatch, base: int) -> np.ndarray:
-    name = plan.outcome
+def _outcome(name: Any, locate: Callable, batch: pa.RecordBatch, base: int) -> np.ndarray:
     arr = batch.column(name)
     if arr.null_count:
         pos = base + _first(_np(arr.is_null()))
@@ -179,7 +178,7 @@ def local_batch(
     batch's file and ``base`` is the position of its first row.
     """
     rows = batch.num_rows
-    keys = [_local_key(plan, locate, name, batch, consts, base) for name in plan.keys]
+    keys = [_local_key(locate, name, batch, consts, base) for name in plan.keys]
     key, size = None, 1
     for part in keys:
         if part.codes is not None and part.width > 1:
@@ -189,7 +188,7 @@ def local_batch(
             size *= part.width
     key = np.zeros(rows, dtype=np.int64) if key is None else key
     rollouts = plan.kind == "rollouts"
-    outcome = _outcome(plan, locate, batch, base) if rollouts else np.zeros(rows, np.uint8)
+    outcome = _outcome(plan.outcome, locate, batch, base) if rollouts else np.zeros(rows, np.uint8)
     dense, space = is_dense(size, rows), size
     decode = None
     if not dense:  # sparse key space: compact it (uniques in first-appearance order)
@@ -198,17 +197,15 @@ def local_batch(
     counts, ks, present, first = count_keys(key, size, outcome)  # one pass over the rows
     if dense:  # the keys present in this batch (compacted keys are all present)
         decode = present
-    if not rollouts:
+    rows_of_key = counts  # per-rollout rows: one rollout each
+    if not rollouts:  # count rows: n and k summed per key
         nrow = _counts(locate, batch, plan.n, "n", base)
         krow = _counts(locate, batch, plan.k, "k", base)
         if (krow > nrow).any():
             row = _first(krow > nrow)
             raise column_error(locate, plan.k, base + row, f"k={krow[row]} exceeds n={nrow[row]}")
-        rows_per_key = counts
         counts = np.bincount(key, weights=nrow, minlength=size)[present].astype(np.int64)
         ks = np.bincount(key, weights=krow, minlength=size)[present].astype(np.int64)
-    else:
-        rows_per_key = counts
     return LocalBatch(
-        batch, consts, base, keys, key, size, space, dense, decode, counts, ks, rows_per_key, first
+        batch, consts, base, keys, key, size, space, dense, decode, counts, ks, rows_of_key, first
     )
