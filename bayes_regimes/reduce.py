@@ -389,9 +389,9 @@ def reduce_rollouts(
     batch_size : int
         Rows per Arrow batch; memory grows with it, not with the number of rows.
     threads : int
-        Files decoded ahead, each by its own thread, while the calling thread reduces
-        the batches in scan order (at most ``2 * threads`` batches wait in memory);
-        ``0`` reads in the calling thread. The result does not depend on it.
+        Files decoded and counted ahead, each by its own thread, while the calling
+        thread merges the batches in scan order (at most ``2 * threads`` batches wait
+        in memory); ``0`` reads in the calling thread. The result does not depend on it.
     progress : bool or callable
         ``True`` shows a tqdm bar (stderr lines without tqdm); a callable is called as
         ``progress(rows_done, rows_total)`` after each batch.
