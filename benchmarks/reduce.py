@@ -2,11 +2,12 @@
 
 Synthetic rollout logs are generated under ``/tmp`` (never in the repository): 10 models
 x 10,000 problems = 100,000 cells at every size, so rows grow through the samples per cell
-(100 at 1e7 rows, 1,000 at 1e8); columns ``problem_id`` (string), ``sample`` (int32),
-``correct`` (bool); hive-partitioned by ``model``; files of up to 2 M rows written by
-pyarrow with its default row groups (1 Mi rows); rows shuffled within each file (the
-costliest order for the reduction: every batch meets every cell of its file). For each
-size the script measures, in one run:
+(100 at 1e7 rows, 1,000 at 1e8; ``--problems`` sets the problems per model, to see the
+per-cell share of the cost at a fixed number of rows); columns ``problem_id`` (string),
+``sample`` (int32), ``correct`` (bool); hive-partitioned by ``model``; files of up to
+2 M rows written by pyarrow with its default row groups (1 Mi rows); rows shuffled within
+each file (the costliest order for the reduction: every batch meets every cell of its
+file). For each size the script measures, in one run:
 
 * ``bare scan``: ``pyarrow.dataset`` reading and decoding the columns the reduction
   reads (``problem_id``, ``correct``; the hive ``model`` column comes from the paths),
@@ -34,6 +35,7 @@ Results go to ``benchmarks/results/reduce.json`` and ``reduce.md``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -52,11 +54,14 @@ MODELS, PROBLEMS = 10, 10_000
 FILE_ROWS = 2_000_000
 
 
-def generate(folder: Path, rows: int, seed: int = 0) -> dict:
-    """Write ``rows`` synthetic rollouts (10 models x 10,000 problems x S samples)."""
-    problems, samples = PROBLEMS, rows // (MODELS * PROBLEMS)
+def generate(folder: Path, rows: int, seed: int = 0, problems: int = PROBLEMS) -> dict:
+    """Write ``rows`` synthetic rollouts (10 models x ``problems`` problems x S samples)."""
+    samples = rows // (MODELS * problems)
+    if samples < 1:
+        raise SystemExit(f"{rows:.0e} rows cannot fill {MODELS} x {problems} cells")
     marker = folder / "_SUCCESS"
-    if marker.exists() and json.loads(marker.read_text()).get("rows") == rows:
+    old = json.loads(marker.read_text()) if marker.exists() else {}
+    if old.get("rows") == rows and old.get("problems") == problems:
         return json.loads(marker.read_text())
     shutil.rmtree(folder, ignore_errors=True)
     rng = np.random.default_rng(seed)
@@ -94,6 +99,12 @@ def generate(folder: Path, rows: int, seed: int = 0) -> dict:
     }
     marker.write_text(json.dumps(info))
     return info
+
+
+def data_folder(root: str, rows: int, problems: int) -> Path:
+    """``rows_1e+07`` (the default 10,000 problems per model) or ``rows_1e+07_p1000``."""
+    suffix = "" if problems == PROBLEMS else f"_p{problems}"
+    return Path(root) / f"rows_{rows:.0e}{suffix}"
 
 
 def bare_scan(folder: Path, columns: list[str], batch_size: int) -> float:
@@ -220,6 +231,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=1 << 20)
     parser.add_argument("--threads", type=int, default=2, help="read-ahead threads of reduce")
     parser.add_argument("--dir", default="/tmp/bayes_regimes_reduce_bench")
+    parser.add_argument(
+        "--problems",
+        type=int,
+        nargs="+",
+        default=[PROBLEMS],
+        help="problems per model, one run each (cells = 10 x problems; the Dask runs use "
+        "the first)",
+    )
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument(
         "--dask-rows", type=float, nargs="+", default=[1e7], help="sizes of the Dask runs"
@@ -238,10 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
         "kernels_rss_mb": baseline_rss("kernels"),
         "sizes": [],
     }
-    for rows in [int(r) for r in args.rows]:
-        folder = Path(args.dir) / f"rows_{rows:.0e}"
+    for rows, problems in itertools.product([int(r) for r in args.rows], args.problems):
+        folder = data_folder(args.dir, rows, problems)
         t0 = time.perf_counter()
-        info = generate(folder, rows)
+        info = generate(folder, rows, problems=problems)
         print(f"data {rows:.0e}: {info} ({time.perf_counter() - t0:.0f} s)", flush=True)
         entry = dict(info, load_average=load_average())
         for label, sample in (("reduce", False), ("reduce+sample", True)):
@@ -267,8 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_dask:
         results["dask"] = []
         for rows in [int(r) for r in args.dask_rows]:
-            folder = Path(args.dir) / f"rows_{rows:.0e}"
-            generate(folder, rows)
+            folder = data_folder(args.dir, rows, args.problems[0])
+            generate(folder, rows, problems=args.problems[0])
             kwargs = {"group": "model", "features": [], "batch_size": args.batch_size}
             single_s, single = np.inf, None
             for _ in range(args.repeat):

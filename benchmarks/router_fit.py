@@ -45,7 +45,8 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
 
 def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[InterventionModel, dict]:
     """Load the cached fit ``name`` or fit (nutpie, ``--chains`` chains, default 2,
-    target_accept 0.9) and cache it.
+    ``--tune`` tuning steps, default 500, target_accept 0.9) and cache it (the file name
+    records chains and tuning when they differ from the defaults).
 
     A fit with a stuck chain (:func:`~bayes_regimes.diagnostics.stuck_chains`: on the
     paper's table a chain sometimes ends its tuning at a 7x smaller step size and then
@@ -53,9 +54,9 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     first attempt's diagnostics stay in the record (``retried_after``), and the report
     says so.
     """
-    path = Path(args.cache) / (
-        f"{name}.nc" if args.chains == 2 else f"{name}_chains{args.chains}.nc"
-    )
+    suffix = "" if args.chains == 2 else f"_chains{args.chains}"
+    suffix += "" if args.tune == 500 else f"_tune{args.tune}"  # 500: the published runs
+    path = Path(args.cache) / f"{name}{suffix}.nc"
     if path.exists():
         model = InterventionModel.load(path)
         info = json.loads(model.idata.attrs.get("fit", "{}"))
