@@ -38,15 +38,16 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
             chains=args.chains,
             random_seed=seed,
             progressbar=False,
-            target_accept=0.9,
+            target_accept=args.target_accept,
         )
     return model
 
 
 def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[InterventionModel, dict]:
     """Load the cached fit ``name`` or fit (nutpie, ``--chains`` chains, default 2,
-    ``--tune`` tuning steps, default 500, target_accept 0.9) and cache it (the file name
-    records chains and tuning when they differ from the defaults).
+    ``--tune`` tuning steps, default 500, ``--target-accept``, default 0.9) and cache it
+    (the file name records chains, tuning and target acceptance where they differ from
+    the defaults).
 
     A fit with a stuck chain (:func:`~bayes_regimes.diagnostics.stuck_chains`: on the
     paper's table a chain sometimes ends its tuning at a 7x smaller step size and then
@@ -56,6 +57,7 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     """
     suffix = "" if args.chains == 2 else f"_chains{args.chains}"
     suffix += "" if args.tune == 500 else f"_tune{args.tune}"  # 500: the published runs
+    suffix += "" if args.target_accept == 0.9 else f"_ta{args.target_accept:g}"
     path = Path(args.cache) / f"{name}{suffix}.nc"
     if path.exists():
         model = InterventionModel.load(path)
