@@ -73,9 +73,13 @@ Priors (override with ``priors=``): ``alpha ~ N(0, 1.5)``, ``lam ~ N(-2, 1.5)``
 ``loading ~ HalfNormal(1)``, ``rho ~ HalfNormal(1)``, ``log kappa ~ N(1.5, 0.5)``,
 ``gamma, delta ~ N(0, 0.5)`` per standardised feature.
 
-Sampling: nutpie with ``target_accept=0.9`` is enough (no divergences on the
-paper's data); the default 0.95 of :meth:`BaseModel.fit` also works, with about
-twice the gradient evaluations.
+Sampling: use the default ``target_accept=0.95`` of :meth:`BaseModel.fit` (also the
+default of ``bayes-regimes route``). At 0.9 the fit of the whole paper table has no
+divergences, but fits that leave one of its cells out had 10-21 sporadic ones, at
+large ``lam_sd``; at 0.95 the same fits had none and took no longer
+(benchmarks/results/router_loco_tune1000.md, router_loco_ta095.md). A chain can
+still get stuck in tuning now and then (the diagnostics name it): refit with another
+``random_seed``.
 """
 
 from __future__ import annotations
