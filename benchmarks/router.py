@@ -129,7 +129,7 @@ import numpy as np
 import pandas as pd
 from _common import RESULTS_DIR, machine_info, write_results
 from router_bounds import part_bounds
-from router_fit import loo_predictions, paper_model, predict
+from router_fit import CHAINS, TARGET_ACCEPT, TUNE, loo_predictions, paper_model, predict
 from router_other import part_other
 from router_report import PARTS, render
 from router_scoring import (
@@ -351,15 +351,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--parts", nargs="+", default=list(PARTS))
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=TUNE)
     ap.add_argument(
         "--chains",
         type=int,
-        default=2,
+        default=CHAINS,
         help="chains per fit (the published run: 2; with 4 the full fit passes R-hat, "
         "max 1.008, at 1.7x the time)",
     )
-    ap.add_argument("--target-accept", type=float, default=0.9, help="NUTS target acceptance")
+    ap.add_argument(
+        "--target-accept", type=float, default=TARGET_ACCEPT, help="NUTS target acceptance"
+    )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--loo-draws", type=int, default=100, help="posterior draws used by loo")
     ap.add_argument("--seed", type=int, default=0)

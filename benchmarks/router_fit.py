@@ -24,6 +24,10 @@ from bayes_regimes.errors import DiagnosticsWarning
 from bayes_regimes.models.interventions import InterventionModel
 from bayes_regimes.routing import _thin, profiles_to_counts
 
+#: The published runs' sampler settings (``router.py``'s defaults); cache file names
+#: record only the settings that differ from them.
+CHAINS, TUNE, TARGET_ACCEPT = 2, 500, 0.9
+
 #: Attempts per repair context of each condition of the paper's table.
 ATT = {c: paper.ATTEMPTS_PER_CONTEXT for c in paper.RATES} | {"original": 1}
 
@@ -55,9 +59,9 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     first attempt's diagnostics stay in the record (``retried_after``), and the report
     says so.
     """
-    suffix = "" if args.chains == 2 else f"_chains{args.chains}"
-    suffix += "" if args.tune == 500 else f"_tune{args.tune}"  # 500: the published runs
-    suffix += "" if args.target_accept == 0.9 else f"_ta{args.target_accept:g}"
+    suffix = "" if args.chains == CHAINS else f"_chains{args.chains}"
+    suffix += "" if args.tune == TUNE else f"_tune{args.tune}"
+    suffix += "" if args.target_accept == TARGET_ACCEPT else f"_ta{args.target_accept:g}"
     path = Path(args.cache) / f"{name}{suffix}.nc"
     if path.exists():
         model = InterventionModel.load(path)
