@@ -41,6 +41,11 @@ Parts (``--parts``, default all, in this order):
     reference routers (k nearest neighbours, ridge regressions; see
     ``router_bounds.py``) under the same leave-one-out and 5-fold protocols, each
     against the best fixed intervention chosen on the same training rows.
+``signal``
+    Do the features carry information on *which* intervention rescues a failure?
+    Permutation tests (features permuted within cells; ``router_signal.py``) of the
+    failure x intervention interaction: share explained by the features, in-sample
+    linear routing gain, leave-one-out kNN routing gain. No model fit (seconds).
 ``other``
     The same model (no features, no selection; every problem x model unit) on
     LiveCodeBench (plain generation vs self-repair, 10 models x 713 problems) and
@@ -73,7 +78,8 @@ idle; each part can run alone and cached fits are reused)::
 
 Code: ``router_fit.py`` (cached fits, predictions, PSIS LOO), ``router_scoring.py``
 (strategies, scores, bootstrap, folds, topography classifier), ``router_bounds.py``
-(part ``bounds``), ``router_other.py`` (part ``other``), ``router_report.py`` (markdown).
+(part ``bounds``), ``router_signal.py`` (part ``signal``), ``router_other.py`` (part
+``other``), ``router_report.py`` (markdown).
 
 Output: ``benchmarks/results/router.json`` and ``router.md``. JSON schema (parts
 present only when run)::
@@ -111,6 +117,9 @@ present only when run)::
     bounds        routers {name: [kind, parameter]}; rows: [{protocol (loo | cv),
                   population, router, n, rate, best_fixed, diff, low, high,
                   above_zero}]
+    signal        n_perm, knn_k; populations: {all | steerable_hard: {n,
+                  linear | linear_gain | knn_gain: {observed, p_value, null_median,
+                  null_q95}, cells_linear: {cell: {n, observed, p_value, ...}}}}
     other         livecodebench | cruxeval_output: {fit, rows: [{intervention,
                   group, failures, p_steerable_sum, rescued_not_resampling,
                   observed_0_baseline_k_positive, recommended}]}
@@ -145,6 +154,7 @@ from router_scoring import (
     score,
     steerable,
 )
+from router_signal import part_signal
 
 from bayes_regimes import paper
 from bayes_regimes.errors import DiagnosticsWarning
@@ -417,6 +427,8 @@ def main(argv=None) -> int:
             results["compute"] = part_compute(df, args, routed)
         elif part == "bounds":
             results["bounds"] = part_bounds(df, args.folds, args.seed)
+        elif part == "signal":
+            results["signal"] = part_signal(df, args.seed)
         elif part == "other":
             results["other"] = part_other(args)
         else:

@@ -20,7 +20,7 @@ import numpy as np
 from _common import markdown_table
 
 #: Parts of router.py in run order (for the "Not run" list).
-PARTS = ("full", "loo", "insample", "compute", "cv", "loco", "bounds", "other")
+PARTS = ("full", "loo", "insample", "compute", "cv", "loco", "bounds", "signal", "other")
 
 
 def _pct(x):
@@ -229,6 +229,63 @@ def _bounds_md(bounds: dict) -> list[str]:
     ]
 
 
+def _signal_md(sig: dict) -> list[str]:
+    """Part ``signal``: permutation tests of the features' routing information."""
+    what = {
+        "linear": ("share of the interaction explained (linear, within cells)", 1),
+        "linear_gain": ("in-sample linear routing gain over in-sample best fixed (points)", 100),
+        "knn_gain": (f"LOO knn_{sig['knn_k']} gain over LOO best fixed (points)", 100),
+    }
+    rows, cells = [], []
+    for pop, res in sig["populations"].items():
+        for key, (label, scale) in what.items():
+            r = res[key]
+            rows.append(
+                {
+                    "population": pop,
+                    "statistic": label,
+                    "observed": f"{scale * r['observed']:+.3f}",
+                    "null": f"{scale * r['null_median']:+.3f} / {scale * r['null_q95']:+.3f}",
+                    "p": f"{r['p_value']:.3f}",
+                }
+            )
+        for cell, r in res["cells_linear"].items():
+            cells.append(
+                {
+                    "population": pop,
+                    "cell": cell,
+                    "n": r["n"],
+                    "observed": f"{r['observed']:.3f}",
+                    "null": f"{r['null_median']:.3f} / {r['null_q95']:.3f}",
+                    "p": f"{r['p_value']:.3f}",
+                }
+            )
+    cols = {
+        "population": "failures",
+        "statistic": "statistic",
+        "observed": "observed",
+        "null": "permutation null median / 95 %",
+        "p": "p-value",
+    }
+    return [
+        "## Do the features say which intervention works? (permutation tests, no model)",
+        "",
+        "The failure x intervention interaction of the observed rates (centred per failure, "
+        "then per cell and intervention) is what a router can use beyond the cell's best "
+        "fixed intervention. Features permuted among the failures of each cell "
+        f"({sig['n_perm']} permutations) give the null; benchmarks/router_signal.py.",
+        "",
+        markdown_table(rows, cols),
+        "",
+        "Per cell, share of the interaction explained by the features (linear):",
+        "",
+        markdown_table(
+            cells, {"cell": "cell", "n": "n", **{k: cols[k] for k in cols if k != "statistic"}}
+        ),
+        "",
+    ]
+
+
 def render(results: dict) -> str:
     lines = ["# Bayesian router vs the paper's rule (benchmarks/router.py)", ""]
     s = results.get("settings", {})
@@ -343,6 +400,8 @@ def render(results: dict) -> str:
             ]
     if "bounds" in results:
         lines += _bounds_md(results["bounds"])
+    if "signal" in results:
+        lines += _signal_md(results["signal"])
     if "compute" in results:
         c = results["compute"]
         rows = [
