@@ -64,8 +64,10 @@ cell's failures (all failures) or over its steerable ones (Steerable-Hard, the
 published recipe). Paired differences per failure, 89 % intervals by bootstrap over
 problems within cells (4,000 resamples).
 
-Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 1000 / 500), ``--target-accept`` 0.9;
-every fit's diagnostics are recorded and a failed fit is flagged in the tables.
+Fits: nutpie, 2 chains, ``--draws``/``--tune`` (default 1000 / 500), ``--target-accept`` 0.9,
+``--adaptation`` (default: the model's diagonal mass matrix; the results up to session
+12, router.md and router_chains4.md among them, used the low-rank one); every fit's
+diagnostics are recorded and a failed fit is flagged in the tables.
 Fitted models are cached under ``--cache`` so that an interrupted run resumes.
 
 Command (one paper fit takes 3-6 min on 2 idle cores, about 35 min when the cores are
@@ -138,7 +140,15 @@ import numpy as np
 import pandas as pd
 from _common import RESULTS_DIR, machine_info, write_results
 from router_bounds import part_bounds
-from router_fit import CHAINS, TARGET_ACCEPT, TUNE, loo_predictions, paper_model, predict
+from router_fit import (
+    CHAINS,
+    TARGET_ACCEPT,
+    TUNE,
+    adaptation,
+    loo_predictions,
+    paper_model,
+    predict,
+)
 from router_other import part_other
 from router_report import PARTS, render
 from router_scoring import (
@@ -372,6 +382,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--target-accept", type=float, default=TARGET_ACCEPT, help="NUTS target acceptance"
     )
+    ap.add_argument(
+        "--adaptation",
+        choices=["diag", "low_rank"],
+        default=None,
+        help="nutpie mass-matrix adaptation (default: InterventionModel's, diag; low_rank "
+        "was the default before session 13, see router_adaptation.md)",
+    )
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--loo-draws", type=int, default=100, help="posterior draws used by loo")
     ap.add_argument("--seed", type=int, default=0)
@@ -397,6 +414,7 @@ def main(argv=None) -> int:
         "tune": args.tune,
         "chains": args.chains,
         "target_accept": args.target_accept,
+        "adaptation": adaptation(args),
         "folds": args.folds,
         "seed": args.seed,
         "bootstrap": B_BOOT,

@@ -34,6 +34,8 @@ ATT = {c: paper.ATTEMPTS_PER_CONTEXT for c in paper.RATES} | {"original": 1}
 
 def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel:
     model = InterventionModel(data, **options)
+    # an instance attribute overrides the class's choice (diagonal since session 13)
+    model.nutpie_low_rank = adaptation(args) == "low_rank"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(
@@ -47,11 +49,32 @@ def _fit(data: RolloutData, args, seed: int, options: dict) -> InterventionModel
     return model
 
 
+def adaptation(args) -> str:
+    """nutpie's mass-matrix adaptation for the fits: ``--adaptation``, else the model's."""
+    default = "low_rank" if InterventionModel.nutpie_low_rank else "diag"
+    return getattr(args, "adaptation", None) or default
+
+
+def cache_suffix(args) -> str:
+    """The settings that differ from the defaults, as a cache file-name suffix.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> cache_suffix(NS(chains=4, tune=500, target_accept=0.95, adaptation="low_rank"))
+    '_chains4_ta0.95_lowrank'
+    """
+    suffix = "" if args.chains == CHAINS else f"_chains{args.chains}"
+    suffix += "" if args.tune == TUNE else f"_tune{args.tune}"
+    suffix += "" if args.target_accept == TARGET_ACCEPT else f"_ta{args.target_accept:g}"
+    return suffix + ("_lowrank" if adaptation(args) == "low_rank" else "")
+
+
 def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[InterventionModel, dict]:
     """Load the cached fit ``name`` or fit (nutpie, ``--chains`` chains, default 2,
     ``--tune`` tuning steps, default 500, ``--target-accept``, default 0.9) and cache it
-    (the file name records chains, tuning and target acceptance where they differ from
-    the defaults).
+    (the file name records chains, tuning, target acceptance and a low-rank adaptation
+    where they differ from the defaults).
 
     A fit with a stuck chain (:func:`~bayes_regimes.diagnostics.stuck_chains`: on the
     paper's table a chain sometimes ends its tuning at a 7x smaller step size and then
@@ -59,10 +82,7 @@ def fit_cached(name: str, data: RolloutData, args, **options) -> tuple[Intervent
     first attempt's diagnostics stay in the record (``retried_after``), and the report
     says so.
     """
-    suffix = "" if args.chains == CHAINS else f"_chains{args.chains}"
-    suffix += "" if args.tune == TUNE else f"_tune{args.tune}"
-    suffix += "" if args.target_accept == TARGET_ACCEPT else f"_ta{args.target_accept:g}"
-    path = Path(args.cache) / f"{name}{suffix}.nc"
+    path = Path(args.cache) / f"{name}{cache_suffix(args)}.nc"
     if path.exists():
         model = InterventionModel.load(path)
         info = json.loads(model.idata.attrs.get("fit", "{}"))

@@ -204,6 +204,31 @@ def test_route_cli_bad_input(tmp_path, capsys):
     assert proc.returncode == 2 and "PYMC False" in proc.stdout, proc.stderr
 
 
+def test_nutpie_adaptation_is_diagonal_for_the_intervention_model(monkeypatch):
+    # A late low-rank update collapsed one chain's step size on the paper's table (a
+    # stuck chain); the diagonal adaptation had none (benchmarks/results/router_diag.md).
+    import pymc as pm
+
+    from bayes_regimes.models.regime import RegimeModel
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def sample(**kwargs):
+        seen.append(kwargs.get("nuts", {}))
+        raise Stop
+
+    monkeypatch.setattr(pm, "sample", sample)
+    _, data = _sim_data()
+    for model in (InterventionModel(data), RegimeModel(data)):
+        with pytest.raises(Stop):
+            model.fit(sampler="nutpie", target_accept=0.95)
+    assert seen[0] == {"target_accept": 0.95}  # nutpie's default: "diag"
+    assert seen[1] == {"target_accept": 0.95, "adaptation": "low_rank"}
+
+
 # ------------------------------------------------------------------ one small fit (fast)
 TRUE_ALPHA, TRUE_GAMMA = (-1.0, -0.5, -1.0), (0.0, 0.0, 1.5)
 
@@ -272,8 +297,13 @@ def test_adaptive_quadrature_of_the_evidence(small_fit):
     u = dr["u"][:, units]
     adaptive = evidence(24, centre=u.mean(axis=0), scale=1.5 * u.std(axis=0) + 0.05)
     plain = evidence(24)
-    assert np.abs(adaptive - ref).max() < 0.05
-    assert np.abs(adaptive - ref).max() < np.abs(plain - ref).max()
+    err, err_plain = np.abs(adaptive - ref), np.abs(plain - ref)
+    # The mean error is ~0.001-0.002 nats; the max over 20 draws x 10 failures is an
+    # extreme value that moves with the draws (0.03 with the low-rank adaptation's
+    # draws, 0.09 with the diagonal one's), so its bound has room.
+    assert err.mean() < 0.005
+    assert err.max() < 0.15
+    assert err.max() < err_plain.max() and err.mean() < err_plain.mean()
 
 
 # ------------------------------------------------------------------ one fit via the CLI

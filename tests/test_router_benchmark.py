@@ -228,3 +228,50 @@ def test_cv_folds_are_balanced_within_cells_and_reproducible():
     for cell in ("a", "b"):
         counts = np.bincount(fold[(df["cell"] == cell).to_numpy()], minlength=5)
         assert counts.max() - counts.min() <= 1
+
+
+def test_cache_names_record_every_non_default_setting():
+    from types import SimpleNamespace as NS
+
+    import router_fit as rf
+
+    base = {"chains": rf.CHAINS, "tune": rf.TUNE, "target_accept": rf.TARGET_ACCEPT}
+    assert rf.adaptation(NS(**base)) == "diag"  # the model's own choice
+    assert rf.cache_suffix(NS(**base)) == ""
+    assert rf.cache_suffix(NS(**base, adaptation="diag")) == ""
+    assert rf.cache_suffix(NS(**base | {"tune": 1000}, adaptation="low_rank")) == (
+        "_tune1000_lowrank"
+    )
+    assert rf.cache_suffix(NS(**base | {"chains": 4, "target_accept": 0.95})) == "_chains4_ta0.95"
+
+
+def test_adaptation_summary_counts_stuck_chains_and_passing_fits():
+    import router_adaptation as ra
+
+    def row(adapt, ok, first, stuck, wall):
+        return {
+            "adaptation": adapt,
+            "ok": ok,
+            "first_attempt_stuck": first,
+            "stuck_chains": stuck,
+            "wall_s": wall,
+            "min_ess_per_s": 400 / wall,
+        }
+
+    rows = [
+        row("low_rank", True, 1, 0, 800),
+        row("low_rank", False, 2, 1, 900),
+        row("low_rank", True, 0, 0, 400),
+        row("diag", True, 0, 0, 200),
+        row("diag", False, 0, 0, 250),
+    ]
+    out = ra.summarise(rows)
+    assert out["low_rank"] == {
+        "fits": 3,
+        "passing": 2,
+        "first_attempts_with_stuck_chain": 2,
+        "stuck_chains_in_final_fits": 1,
+        "median_wall_s": 800.0,
+        "median_min_ess_per_s": 0.5,
+    }
+    assert out["diag"]["passing"] == 1 and out["diag"]["median_wall_s"] == 225.0

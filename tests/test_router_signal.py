@@ -102,3 +102,12 @@ def test_permutation_p_values_are_calibrated_without_a_signal():
         share = np.mean(np.array(vals) <= 0.2)
         # Binomial(60, 0.2): sd 0.05; ties in the kNN gain make it a little conservative.
         assert 0.08 < share < 0.34, (k, share)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import router_bounds
+
+    for module in (rsig, router_bounds):
+        assert doctest.testmod(module, report=False).failed == 0, module.__name__

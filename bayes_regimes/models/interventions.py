@@ -77,9 +77,11 @@ Sampling: use the default ``target_accept=0.95`` of :meth:`BaseModel.fit` (also 
 default of ``bayes-regimes route``). At 0.9 the fit of the whole paper table has no
 divergences, but fits that leave one of its cells out had 10-21 sporadic ones, at
 large ``lam_sd``; at 0.95 the same fits had none and took no longer
-(benchmarks/results/router_loco_tune1000.md, router_loco_ta095.md). A chain can
-still get stuck in tuning now and then (the diagnostics name it): refit with another
-``random_seed``.
+(benchmarks/results/router_loco_tune1000.md, router_loco_ta095.md). nutpie adapts a
+diagonal mass matrix for this model (:attr:`InterventionModel.nutpie_low_rank`): with
+the low-rank adaptation that the other models use, a chain sometimes got stuck at the
+end of tuning (its step size collapsed ~10x and it diverged on every draw). Should a
+chain still get stuck, the diagnostics name it: refit with another ``random_seed``.
 """
 
 from __future__ import annotations
@@ -431,6 +433,13 @@ class InterventionModel(BaseModel):
 
     #: Largest draws x problems array stored as the log-likelihood group.
     max_loglik_elements: ClassVar[int] = 1_500_000
+    #: nutpie's diagonal mass matrix, not the low-rank one: with the abilities
+    #: sampled in independent pieces there is no ridge left for a low-rank update to
+    #: follow, and on the paper's table a late low-rank update sometimes collapsed one
+    #: chain's step size ~10x, which then diverged on every draw (a "stuck chain").
+    #: The diagonal adaptation had none and took half the time at the same ESS
+    #: (benchmarks/results/router_diag.md).
+    nutpie_low_rank: ClassVar[bool] = False
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray | None:
         """Log-likelihood of each problem (all its cells, given its u), dims (chain, draw,
