@@ -85,11 +85,16 @@ def _explained(a: np.ndarray, z: np.ndarray, cell: np.ndarray) -> dict:
     return out
 
 
-def linear_share(a: np.ndarray, z: np.ndarray, cell: np.ndarray) -> float:
-    """Share of the interaction ``a`` explained by within-cell linear regressions on ``z``."""
-    parts = _explained(a, z, cell).values()
+def _share(parts) -> float:
+    """Explained over total sum of squares of (explained, total) pairs (0 when empty)."""
+    parts = list(parts)
     total = sum(t for _, t in parts)
     return sum(e for e, _ in parts) / total if total > 0 else 0.0
+
+
+def linear_share(a: np.ndarray, z: np.ndarray, cell: np.ndarray) -> float:
+    """Share of the interaction ``a`` explained by within-cell linear regressions on ``z``."""
+    return _share(_explained(a, z, cell).values())
 
 
 def linear_gain(v: np.ndarray, z: np.ndarray, cell: np.ndarray) -> float:
@@ -125,8 +130,7 @@ def permutation_test(
 
     def stats(zz):
         per = _explained(a, zz, cell)
-        lin = linear_share(a, zz, cell)
-        return (lin, linear_gain(v, zz, cell), knn_gain(v, zz, cell, fixed)), per
+        return (_share(per.values()), linear_gain(v, zz, cell), knn_gain(v, zz, cell, fixed)), per
 
     obs, obs_cell = stats(z)
     null = np.empty((n_perm, 3))
@@ -136,8 +140,8 @@ def permutation_test(
         for g in groups:
             perm[g] = rng.permutation(g)
         null[b], per = stats(z[perm])
-        for c, (e, t) in per.items():
-            null_cell[c][b] = e / t if t > 0 else 0.0
+        for c, et in per.items():
+            null_cell[c][b] = _share([et])
 
     def summary(obs, draws):
         return {
@@ -148,11 +152,8 @@ def permutation_test(
         }
 
     cells = {}
-    for c, (e, t) in obs_cell.items():
-        cells[str(c)] = {
-            "n": int(np.sum(cell == c)),
-            **summary(e / t if t > 0 else 0.0, null_cell[c]),
-        }
+    for c, et in obs_cell.items():
+        cells[str(c)] = {"n": int(np.sum(cell == c)), **summary(_share([et]), null_cell[c])}
     return {
         **{k: summary(obs[j], null[:, j]) for j, k in enumerate(STATISTICS)},
         "cells_linear": cells,

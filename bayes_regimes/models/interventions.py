@@ -438,7 +438,7 @@ class InterventionModel(BaseModel):
     #: follow, and on the paper's table a late low-rank update sometimes collapsed one
     #: chain's step size ~10x, which then diverged on every draw (a "stuck chain").
     #: The diagonal adaptation had none and took half the time at the same ESS
-    #: (benchmarks/results/router_diag.md).
+    #: (benchmarks/results/router_adaptation.md).
     nutpie_low_rank: ClassVar[bool] = False
 
     def pointwise_log_likelihood(self, posterior: xr.Dataset) -> xr.DataArray | None:
